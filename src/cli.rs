@@ -1,0 +1,343 @@
+//! The command line: argument definitions and one function per command.
+//! `run` is what `main` calls; tests call it in-process.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::load::kinds::Kind;
+use crate::merge::{set_path, Layer};
+use crate::render::{values_document, Options};
+use crate::yaml::{parse_documents, Document, Pos};
+
+/// Exit codes (SPEC §5).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const DIFFERENCES: i32 = 1;
+    pub const INVALID_INPUT: i32 = 2;
+    pub const DEGRADED: i32 = 3;
+    pub const RUNTIME: i32 = 4;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Render-only GitOps plan compiler for bare-metal sites and Kubernetes clusters"
+)]
+pub struct Cli {
+    /// Run against the repository at DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// Where output goes (default: <repo>/out).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args, Default)]
+pub struct ValueArgs {
+    /// Set a value on the command line (highest layer), e.g. `workers.replicas=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Merge a values file (highest layer, below --set).
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render sites and clusters into out/<name>/.
+    Render {
+        /// Outputs to render (default: all).
+        names: Vec<String>,
+        /// Write nothing; exit 1 listing stale files when out/ differs from a fresh render.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        values: ValueArgs,
+    },
+    /// Check every input and render in memory without writing.
+    Validate {
+        names: Vec<String>,
+        #[command(flatten)]
+        values: ValueArgs,
+    },
+    /// Print the JSON Schema of an input kind (all kinds when none is given).
+    Schema {
+        /// Site, Machine, Blueprint, Cluster or Recipe.
+        kind: Option<String>,
+    },
+    /// Create a new input document.
+    New {
+        #[command(subcommand)]
+        what: NewCommand,
+    },
+    /// Scaffold a working starter repository.
+    Init {
+        /// Directory to create (must be empty or absent).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// A Site (sites/NAME/site.yaml).
+    Site {
+        name: String,
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// A Cluster (sites/SITE/clusters/NAME.yaml).
+    Cluster {
+        name: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Worker replicas.
+        #[arg(long)]
+        workers: Option<u32>,
+        /// CPUs per worker.
+        #[arg(long)]
+        cpu: Option<u32>,
+        /// Memory per worker, e.g. 16Gi.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Kubernetes version, e.g. v1.35.2.
+        #[arg(long = "k8s")]
+        kubernetes_version: Option<String>,
+        /// Recipes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        recipes: Vec<String>,
+    },
+}
+
+/// Why a command failed, mapped to an exit code.
+pub enum Failure {
+    Input(Diagnostics),
+    Runtime(String),
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(d: Diagnostics) -> Failure {
+        Failure::Input(d)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+/// Parses `args` and runs the command; returns the exit code.
+pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INVALID_INPUT
+            } else {
+                exit::OK
+            };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                stderr.write_all(text.as_bytes())
+            } else {
+                stdout.write_all(text.as_bytes())
+            };
+            return code;
+        }
+    };
+    let repo = cli.repo.clone();
+    match dispatch(cli, stdout, stderr) {
+        Ok(code) => code,
+        Err(Failure::Input(diags)) => {
+            let text = diags.render(|file| read_source(&repo, file));
+            let _ = write!(stderr, "{text}");
+            let _ = writeln!(stderr, "{} error(s); nothing was written", diags.0.len());
+            exit::INVALID_INPUT
+        }
+        Err(Failure::Runtime(message)) => {
+            let _ = writeln!(stderr, "error: {message}");
+            exit::RUNTIME
+        }
+    }
+}
+
+/// A file's text for showing an error's line: repository files first, then
+/// paths as given on the command line.
+fn read_source(repo: &Path, file: &str) -> Option<Arc<str>> {
+    std::fs::read_to_string(repo.join(file))
+        .or_else(|_| std::fs::read_to_string(file))
+        .ok()
+        .map(Arc::from)
+}
+
+fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<i32, Failure> {
+    let out_dir = cli.out.clone().unwrap_or_else(|| cli.repo.join("out"));
+    match cli.command {
+        Command::Render {
+            names,
+            check,
+            values,
+        } => render(&cli.repo, &out_dir, names, check, &values, stdout, stderr),
+        Command::Validate { names, values } => {
+            let started = Instant::now();
+            let outputs = load_and_render(&cli.repo, names, &values)?;
+            let files: usize = outputs.iter().map(|o| o.files.len() + 1).sum();
+            writeln!(
+                stdout,
+                "ok: {} outputs, {files} files valid in {} ms",
+                outputs.len(),
+                started.elapsed().as_millis()
+            )?;
+            Ok(exit::OK)
+        }
+        Command::Schema { kind } => schema(kind.as_deref(), stdout),
+        Command::New { what } => crate::scaffold::new(&cli.repo, what, stdout),
+        Command::Init { dir } => crate::scaffold::init(&dir, stdout),
+    }
+}
+
+fn load_and_render(
+    repo: &Path,
+    names: Vec<String>,
+    values: &ValueArgs,
+) -> Result<Vec<crate::emit::Output>, Failure> {
+    let overrides = override_layers(values)?;
+    let loaded = crate::load::load(repo)?;
+    Ok(crate::render::render(
+        &loaded,
+        &Options {
+            only: names,
+            overrides,
+        },
+    )?)
+}
+
+fn render(
+    repo: &Path,
+    out_dir: &Path,
+    names: Vec<String>,
+    check: bool,
+    values: &ValueArgs,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let started = Instant::now();
+    let all = names.is_empty();
+    let outputs = load_and_render(repo, names, values)?;
+    if check {
+        let stale = crate::emit::check(out_dir, &outputs, all)?;
+        if stale.is_empty() {
+            writeln!(stdout, "out/ is up to date ({} outputs)", outputs.len())?;
+            return Ok(exit::OK);
+        }
+        writeln!(
+            stdout,
+            "out/ is stale; these files differ from a fresh render:"
+        )?;
+        for path in &stale {
+            writeln!(stdout, "  {path}")?;
+        }
+        return Ok(exit::DIFFERENCES);
+    }
+    let report = crate::emit::write(out_dir, &outputs, all)?;
+    writeln!(
+        stderr,
+        "rendered {} outputs in {} ms: {} written, {} unchanged{}",
+        outputs.len(),
+        started.elapsed().as_millis(),
+        report.written.len(),
+        report.unchanged.len(),
+        if report.removed.is_empty() {
+            String::new()
+        } else {
+            format!(", removed {}", report.removed.join(", "))
+        }
+    )?;
+    Ok(exit::OK)
+}
+
+fn schema(kind: Option<&str>, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let schema = match kind {
+        Some(name) => match Kind::parse(name) {
+            Some(kind) => kind.schema(),
+            None => {
+                return Err(Diagnostics::from(Diagnostic::new(
+                    "<command line>",
+                    Pos { line: 1, col: 1 },
+                    format!("unknown kind `{name}`, expected one of Site, Machine, Blueprint, Cluster, Recipe"),
+                ))
+                .into())
+            }
+        },
+        None => Value::Object(Kind::ALL.iter().map(|k| (k.as_str().to_string(), k.schema())).collect()),
+    };
+    writeln!(
+        stdout,
+        "{}",
+        serde_json::to_string_pretty(&schema).expect("schemas serialize")
+    )?;
+    Ok(exit::OK)
+}
+
+/// The command line's values layers: `-f` files in order, then `--set`.
+pub fn override_layers(args: &ValueArgs) -> Result<Vec<Layer>, Failure> {
+    let mut layers = Vec::new();
+    let mut diags = Diagnostics::default();
+    for path in &args.values {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
+        match values_document(&file, &text) {
+            Ok(doc) => layers.push(Layer {
+                name: "values file".into(),
+                file,
+                doc,
+            }),
+            Err(d) => diags.push(d),
+        }
+    }
+    for (i, item) in args.set.iter().enumerate() {
+        let Some((key, raw)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            diags.push(Diagnostic::new(
+                "--set",
+                Pos {
+                    line: 1,
+                    col: i as u32 + 1,
+                },
+                format!("`{item}` is not KEY=VALUE"),
+            ));
+            continue;
+        };
+        let value = parse_documents(raw)
+            .ok()
+            .and_then(|mut d| (d.len() == 1).then(|| d.remove(0).value))
+            .unwrap_or_else(|| Value::String(raw.to_string()));
+        let mut map = Map::new();
+        set_path(&mut map, key, value);
+        layers.push(Layer {
+            name: "--set".into(),
+            file: format!("--set {item}"),
+            doc: Document::from_value(Value::Object(map)),
+        });
+    }
+    diags.finish(layers).map_err(Failure::Input)
+}

@@ -1,0 +1,256 @@
+//! Stage 5, emit: seal each rendered output with its `plan.json` and write
+//! it to `out/<name>/` atomically, or compare it with what is there.
+//!
+//! Each output is staged next to its target as a complete tree (unchanged
+//! files are hard links to the current ones, so they are never rewritten),
+//! flushed, and swapped in with one `renameat2(RENAME_EXCHANGE)`. A render
+//! that fails or is killed leaves every `out/<name>/` as it was; a killed
+//! one may leave a `.kiln-staging-*` directory, removed by the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::plan::{sha256_hex, OutputKind, Plan, PlannedFile, PlannedMachine, PLAN_FILE};
+
+/// One rendered output, in memory.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub name: String,
+    pub kind: OutputKind,
+    pub inputs_digest: String,
+    /// Path within the output → content. Does not hold `plan.json`.
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub machines: Vec<PlannedMachine>,
+}
+
+impl Output {
+    pub fn plan(&self) -> Plan {
+        Plan {
+            name: self.name.clone(),
+            kind: self.kind,
+            inputs_digest: self.inputs_digest.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|(path, bytes)| PlannedFile {
+                    path: path.clone(),
+                    size: bytes.len() as u64,
+                    sha256: sha256_hex(bytes),
+                })
+                .collect(),
+            machines: self.machines.clone(),
+        }
+    }
+
+    /// Every file of the output, `plan.json` included.
+    pub fn sealed(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut files = self.files.clone();
+        let mut plan = serde_json::to_vec_pretty(&self.plan()).expect("plans serialize");
+        plan.push(b'\n');
+        files.insert(PLAN_FILE.to_string(), plan);
+        files
+    }
+}
+
+const STAGING_PREFIX: &str = ".kiln-staging-";
+
+/// What `write` changed.
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    /// Outputs whose tree changed.
+    pub written: Vec<String>,
+    /// Outputs already up to date.
+    pub unchanged: Vec<String>,
+    /// Outputs removed because nothing renders them any more.
+    pub removed: Vec<String>,
+}
+
+/// A hook for the atomicity tests: fail after staging this many files.
+fn injected_failure_after() -> Option<usize> {
+    std::env::var("KILN_TEST_FAIL_AFTER_FILES")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Writes `outputs` under `out_dir`. With `prune`, output directories that
+/// hold a `plan.json` but are no longer rendered are removed.
+pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<WriteReport> {
+    fs::create_dir_all(out_dir)?;
+    remove_leftover_staging(out_dir)?;
+    let sealed: Vec<(&Output, BTreeMap<String, Vec<u8>>)> =
+        outputs.par_iter().map(|o| (o, o.sealed())).collect();
+
+    let mut report = WriteReport::default();
+    let mut staged = Vec::new();
+    let budget = injected_failure_after().map(std::sync::atomic::AtomicUsize::new);
+    let result = (|| -> io::Result<()> {
+        for (output, files) in &sealed {
+            let target = out_dir.join(&output.name);
+            if stale_files(&target, files)?.is_empty() {
+                report.unchanged.push(output.name.clone());
+                continue;
+            }
+            let staging = out_dir.join(format!("{STAGING_PREFIX}{}", output.name));
+            staged.push((staging.clone(), target.clone(), output.name.clone()));
+            stage(&staging, &target, files, budget.as_ref())?;
+        }
+        if !staged.is_empty() {
+            rustix::fs::syncfs(fs::File::open(out_dir)?)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (staging, ..) in &staged {
+            let _ = fs::remove_dir_all(staging);
+        }
+        return Err(e);
+    }
+
+    for (staging, target, name) in staged {
+        if target.exists() {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &staging,
+                rustix::fs::CWD,
+                &target,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )?;
+            fs::remove_dir_all(&staging)?;
+        } else {
+            fs::rename(&staging, &target)?;
+        }
+        report.written.push(name);
+    }
+    if prune {
+        let keep: BTreeSet<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        for name in rendered_outputs(out_dir)? {
+            if !keep.contains(name.as_str()) {
+                fs::remove_dir_all(out_dir.join(&name))?;
+                report.removed.push(name);
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn stage(
+    staging: &Path,
+    target: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+    budget: Option<&std::sync::atomic::AtomicUsize>,
+) -> io::Result<()> {
+    fs::create_dir_all(staging)?;
+    let dirs: BTreeSet<PathBuf> = files
+        .keys()
+        .filter_map(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .collect();
+    for dir in dirs {
+        fs::create_dir_all(staging.join(dir))?;
+    }
+    files.par_iter().try_for_each(|(path, bytes)| {
+        if let Some(budget) = budget {
+            let left = budget.load(std::sync::atomic::Ordering::SeqCst);
+            if left == 0 {
+                return Err(io::Error::other(
+                    "injected failure (KILN_TEST_FAIL_AFTER_FILES)",
+                ));
+            }
+            budget.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let old = target.join(path);
+        let new = staging.join(path);
+        if fs::read(&old).is_ok_and(|current| current == *bytes)
+            && fs::hard_link(&old, &new).is_ok()
+        {
+            return Ok(());
+        }
+        fs::write(&new, bytes)
+    })
+}
+
+fn remove_leftover_staging(out_dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(out_dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Names of the directories under `out_dir` that kiln rendered (they hold
+/// a `plan.json`), sorted.
+pub fn rendered_outputs(out_dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let entries = match fs::read_dir(out_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && entry.path().join(PLAN_FILE).is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Paths (relative to `dir`) that differ from `files`: changed, missing,
+/// or present but no longer rendered.
+pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<Vec<String>> {
+    let mut stale: Vec<String> = files
+        .par_iter()
+        .filter(|(path, bytes)| fs::read(dir.join(path)).map_or(true, |current| current != **bytes))
+        .map(|(path, _)| path.clone())
+        .collect();
+    if dir.is_dir() {
+        for entry in walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if entry.file_type().is_file() {
+                let rel = entry.path().strip_prefix(dir).expect("walked under dir");
+                let rel = rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                if !files.contains_key(&rel) {
+                    stale.push(rel);
+                }
+            }
+        }
+    }
+    stale.sort();
+    Ok(stale)
+}
+
+/// Everything under `out_dir` that differs from a fresh render, as
+/// `<name>/<path>`; with `all`, outputs nothing renders any more count too.
+pub fn check(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for output in outputs {
+        for path in stale_files(&out_dir.join(&output.name), &output.sealed())? {
+            stale.push(format!("{}/{path}", output.name));
+        }
+    }
+    if all {
+        let rendered: BTreeSet<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        for name in rendered_outputs(out_dir)? {
+            if !rendered.contains(name.as_str()) {
+                stale.push(format!("{name}/ (no longer rendered)"));
+            }
+        }
+    }
+    Ok(stale)
+}

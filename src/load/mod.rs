@@ -1,0 +1,244 @@
+//! Stage 1, load: find the repository's inputs, read them once, parse YAML
+//! with positions and check every document against its kind's schema.
+//!
+//! The result, `Repo`, holds every input's text (templates included) so that
+//! no later stage reads the file system again.
+
+pub mod kinds;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+
+use crate::diag::{Diagnostic, Diagnostics, Sources};
+use crate::yaml::{parse_documents, Document, Pos};
+use kinds::{Blueprint, Cluster, Kind, Machine, Recipe, Site};
+
+/// One input document: where it came from, its positions and its content.
+#[derive(Clone, Debug)]
+pub struct Input<T> {
+    /// Repository-relative path, `/`-separated.
+    pub file: String,
+    pub doc: Document,
+    pub object: T,
+}
+
+impl<T> Input<T> {
+    /// A diagnostic pointing at the node at `pointer` (its key when `key`).
+    pub fn error(&self, pointer: &str, key: bool, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.file, self.doc.locate(pointer, key), message)
+    }
+
+    /// The site directory the file lives in (`sites/<site>/...`).
+    pub fn site_dir(&self) -> &str {
+        self.file.split('/').nth(1).unwrap_or_default()
+    }
+}
+
+/// Everything read from a kiln repository.
+#[derive(Debug, Default)]
+pub struct Repo {
+    pub root: PathBuf,
+    pub sites: Vec<Input<Site>>,
+    pub machines: Vec<Input<Machine>>,
+    pub blueprints: Vec<Input<Blueprint>>,
+    pub clusters: Vec<Input<Cluster>>,
+    pub recipes: Vec<Input<Recipe>>,
+    /// The text of every file read, by repository-relative path: inputs,
+    /// templates, provider values.
+    pub files: Sources,
+}
+
+/// Directories kiln reads, and the files in them that are inputs.
+const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
+
+/// Reads and checks the repository at `root`. All problems are reported.
+pub fn load(root: &Path) -> Result<Repo, Diagnostics> {
+    let paths = discover(root);
+    let read: Vec<(String, Result<Arc<str>, String>)> = paths
+        .par_iter()
+        .map(|rel| {
+            let text = std::fs::read_to_string(root.join(rel))
+                .map(Arc::from)
+                .map_err(|e| format!("cannot read file: {e}"));
+            (rel.clone(), text)
+        })
+        .collect();
+
+    let mut diags = Diagnostics::default();
+    let mut repo = Repo {
+        root: root.to_path_buf(),
+        ..Repo::default()
+    };
+    for (rel, text) in &read {
+        match text {
+            Ok(text) => repo.files.insert(rel, text.clone()),
+            Err(e) => diags.push(Diagnostic::new(rel, Pos { line: 1, col: 1 }, e.clone())),
+        }
+    }
+
+    let schemas = schema::Validators::new();
+    let parsed: Vec<(Kind, Vec<Result<Input<serde_json::Value>, Diagnostic>>)> = read
+        .par_iter()
+        .filter_map(|(rel, text)| {
+            let kind = expected_kind(rel)?;
+            let text = text.as_ref().ok()?;
+            Some((kind, parse_file(rel, text, kind, &schemas)))
+        })
+        .collect();
+    for (kind, inputs) in parsed {
+        for input in inputs {
+            match input {
+                Ok(input) => {
+                    if let Err(d) = repo.add(kind, input) {
+                        diags.push(d);
+                    }
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    diags.finish(repo)
+}
+
+/// Every file under the input directories, sorted so that the file
+/// system's order never shows in the output.
+fn discover(root: &Path) -> Vec<String> {
+    let mut paths: Vec<String> = INPUT_DIRS
+        .iter()
+        .flat_map(|dir| walkdir::WalkDir::new(root.join(dir)).follow_links(true))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(root).ok()?;
+            let rel = rel.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
+            is_read(&rel).then_some(rel)
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Whether a file under the input directories is something kiln reads:
+/// input documents, provider values and templates. Recipe bundles are only
+/// referenced by path, never read.
+fn is_read(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let yaml = rel.ends_with(".yaml") || rel.ends_with(".yml");
+    match parts.as_slice() {
+        ["recipes", _, "recipe.yaml"] => true,
+        ["recipes", ..] => false,
+        ["sites", ..] => yaml,
+        ["clusters", .., last] => !last.ends_with(".md"),
+        ["blueprints", ..] => true,
+        _ => false,
+    }
+}
+
+/// The kind a document at this path must be, for input documents.
+fn expected_kind(rel: &str) -> Option<Kind> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["sites", _, "site.yaml"] => Some(Kind::Site),
+        ["sites", _, "machines", f] if f.ends_with(".yaml") || f.ends_with(".yml") => {
+            Some(Kind::Machine)
+        }
+        ["sites", _, "clusters", f] if f.ends_with(".yaml") || f.ends_with(".yml") => {
+            Some(Kind::Cluster)
+        }
+        ["blueprints", _, "blueprint.yaml"] => Some(Kind::Blueprint),
+        ["recipes", _, "recipe.yaml"] => Some(Kind::Recipe),
+        _ => None,
+    }
+}
+
+fn parse_file(
+    rel: &str,
+    text: &str,
+    kind: Kind,
+    schemas: &schema::Validators,
+) -> Vec<Result<Input<serde_json::Value>, Diagnostic>> {
+    let docs = match parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => return vec![Err(Diagnostic::new(rel, e.pos, e.message))],
+    };
+    if docs.is_empty() {
+        return vec![Err(Diagnostic::new(
+            rel,
+            Pos { line: 1, col: 1 },
+            format!("expected a {kind} document, found an empty file"),
+        ))];
+    }
+    docs.into_iter()
+        .map(|doc| {
+            schemas.check(kind, rel, &doc)?;
+            Ok(Input {
+                file: rel.to_string(),
+                object: doc.value.clone(),
+                doc,
+            })
+        })
+        .collect()
+}
+
+fn typed<T: DeserializeOwned>(input: Input<serde_json::Value>) -> Result<Input<T>, Diagnostic> {
+    match serde_json::from_value(input.object.clone()) {
+        Ok(object) => Ok(Input {
+            file: input.file,
+            doc: input.doc,
+            object,
+        }),
+        Err(e) => Err(Diagnostic::new(&input.file, input.doc.pos, e.to_string())),
+    }
+}
+
+impl Repo {
+    fn add(&mut self, kind: Kind, input: Input<serde_json::Value>) -> Result<(), Diagnostic> {
+        let dir = input.file.split('/').nth(1).unwrap_or_default().to_string();
+        let name = input.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Sites, blueprints and recipes are named by their directory: it is
+        // where their templates and bundles are found.
+        if matches!(kind, Kind::Site | Kind::Blueprint | Kind::Recipe) && name != dir {
+            return Err(input.error(
+                "/metadata/name",
+                false,
+                format!("{kind} `{name}` must be named after its directory `{dir}`"),
+            ));
+        }
+        match kind {
+            Kind::Site => self.sites.push(typed(input)?),
+            Kind::Machine => self.machines.push(typed(input)?),
+            Kind::Blueprint => self.blueprints.push(typed(input)?),
+            Kind::Cluster => self.clusters.push(typed(input)?),
+            Kind::Recipe => self.recipes.push(typed(input)?),
+        }
+        Ok(())
+    }
+
+    /// Files whose path starts with `prefix`, in path order.
+    pub fn files_under<'a>(
+        &'a self,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<str>)> + 'a {
+        self.files.under(prefix)
+    }
+
+    /// All names of sites and clusters: the outputs this repo renders.
+    pub fn output_names(&self) -> BTreeMap<&str, &str> {
+        let mut names = BTreeMap::new();
+        for s in &self.sites {
+            names.insert(s.object.name(), "site");
+        }
+        for c in &self.clusters {
+            names.insert(c.object.name(), "cluster");
+        }
+        names
+    }
+}

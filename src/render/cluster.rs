@@ -1,0 +1,370 @@
+//! Renders one Cluster into `out/<cluster>/`: CAPI + Talos resources from
+//! `clusters/templates/` and `clusters/<provider>/`, the Cilium and Envoy
+//! Gateway addons, a Flux Kustomization per recipe, then `spec.patches`.
+//!
+//! Layout (SPEC §4): `cluster/<kind>-<name>.yaml`, `addons/<addon>/<kind>.yaml`,
+//! `recipes/<bundle>.yaml`, a `kustomization.yaml` in every directory.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{envsubst, kustomization, patch, Context};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::emit::Output;
+use crate::load::kinds::{Cluster, NodePool};
+use crate::load::Input;
+use crate::plan::OutputKind;
+use crate::yaml::{parse_documents, to_yaml, Pos};
+
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.35.2";
+pub const DEFAULT_TALOS_VERSION: &str = "v1.13.9";
+
+/// Template directories of a cluster, in render order, and where their
+/// resources land.
+fn template_dirs(provider: &str) -> [(String, &'static str); 4] {
+    [
+        ("clusters/templates/".to_string(), "cluster"),
+        (format!("clusters/{provider}/"), "cluster"),
+        ("clusters/cilium/".to_string(), "addons/cilium"),
+        ("clusters/gateway/".to_string(), "addons/gateway"),
+    ]
+}
+
+/// Whether a file in a template directory is a template.
+fn is_template(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.ends_with(".yaml.j2") || (name.ends_with(".yaml") && name != "values.example.yaml")
+}
+
+/// The files a cluster's output depends on besides its own document.
+pub fn template_files<'a>(cx: &Context<'a>, provider: &str) -> Vec<(&'a str, &'a str)> {
+    let mut files = Vec::new();
+    for (dir, _) in template_dirs(provider) {
+        for (path, text) in cx.repo.files_under(&dir) {
+            if !path[dir.len()..].contains('/') {
+                files.push((path, text.as_ref()));
+            }
+        }
+    }
+    files
+}
+
+/// A rendered Kubernetes resource and the directory it lands in.
+struct Resource {
+    dir: &'static str,
+    value: Value,
+    /// The template that produced it.
+    source: String,
+}
+
+pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostics> {
+    let cluster = &input.object;
+    let name = cluster.name();
+    let spec = &cluster.spec;
+    let subject = format!("cluster {name}");
+    let values = cx.cluster_values(input);
+    let pool = |p: &Option<NodePool>, replicas: u32, cpu: u32, memory: &str| {
+        let p = p.as_ref();
+        json!({
+            "replicas": p.and_then(|p| p.replicas).unwrap_or(replicas),
+            "cpu": p.and_then(|p| p.cpu).unwrap_or(cpu),
+            "memory": p.and_then(|p| p.memory.as_ref()).map_or(memory, |m| m.as_str()),
+        })
+    };
+    let info = json!({
+        "name": name,
+        "namespace": name,
+        "provider": spec.provider.as_str(),
+        "region": spec.region,
+        "kubernetesVersion": spec.kubernetes_version.as_deref().unwrap_or(DEFAULT_KUBERNETES_VERSION),
+        "talosVersion": spec.talos_version.as_deref().unwrap_or(DEFAULT_TALOS_VERSION),
+        "controlPlane": pool(&spec.control_plane, 3, 4, "8Gi"),
+        "workers": pool(&spec.workers, 3, 4, "16Gi"),
+        "recipes": spec.recipes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+    });
+    let context = json!({"cluster": info, "site": {"name": input.site_dir()}, "values": values});
+
+    let mut diags = Diagnostics::default();
+    let mut resources = Vec::new();
+    let vars = clusterctl_vars(&context);
+    for (dir, dest) in template_dirs(spec.provider.as_str()) {
+        for (path, text) in cx.repo.files_under(&dir) {
+            if path[dir.len()..].contains('/') || !is_template(path) {
+                continue;
+            }
+            let rendered = if path.ends_with(".j2") {
+                cx.engine.render(path, &context, &subject, &cx.repo.files)
+            } else {
+                envsubst::substitute(text, &vars).map_err(|(pos, msg)| {
+                    Diagnostic::new(path, pos, format!("{msg} (rendering {subject})"))
+                })
+            };
+            match rendered.and_then(|text| parse_resources(path, &text, &subject)) {
+                Ok(values) => resources.extend(values.into_iter().map(|value| Resource {
+                    dir: dest,
+                    value,
+                    source: path.to_string(),
+                })),
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    resources.extend(recipe_kustomizations(cx, input, &values));
+
+    for (i, p) in spec.patches.iter().enumerate() {
+        let at = format!("/spec/patches/{i}");
+        let mut matched = 0;
+        for r in resources.iter_mut().filter(|r| patch::targets(p, &r.value)) {
+            matched += 1;
+            if let Some(merge) = &p.patch {
+                patch::merge(&mut r.value, merge);
+            }
+            if let Some(ops) = &p.ops {
+                if let Err((j, e)) = patch::apply_ops(&mut r.value, ops) {
+                    diags.push(input.error(
+                        &format!("{at}/ops/{j}"),
+                        false,
+                        format!("{e} in {}", describe(&r.value)),
+                    ));
+                }
+            }
+        }
+        if matched == 0 {
+            let target = match &p.target.name {
+                Some(n) => format!("{}/{n}", p.target.kind),
+                None => p.target.kind.clone(),
+            };
+            diags.push(input.error(
+                &format!("{at}/target"),
+                false,
+                format!("patch target {target} matches no rendered resource"),
+            ));
+        }
+    }
+
+    let files = layout(input, resources, &mut diags);
+    diags.finish(Output {
+        name: name.to_string(),
+        kind: OutputKind::Cluster,
+        inputs_digest: cx.digest_for_cluster(input),
+        files,
+        machines: Vec::new(),
+    })
+}
+
+fn describe(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource["kind"].as_str().unwrap_or("?"),
+        resource["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// Parses a template's output into resources; each must be a mapping with
+/// `kind` and `metadata.name`.
+pub fn parse_resources(
+    template: &str,
+    text: &str,
+    subject: &str,
+) -> Result<Vec<Value>, Diagnostic> {
+    let docs = parse_documents(text).map_err(|e| {
+        Diagnostic::new(
+            template,
+            Pos { line: 1, col: 1 },
+            format!(
+                "rendered invalid YAML at output line {}, column {}: {} (rendering {subject})",
+                e.pos.line, e.pos.col, e.message
+            ),
+        )
+    })?;
+    let mut resources = Vec::new();
+    for doc in docs {
+        if doc.value.is_null() {
+            continue;
+        }
+        let ok = doc.value["kind"].is_string() && doc.value["metadata"]["name"].is_string();
+        if !ok {
+            return Err(Diagnostic::new(
+                template,
+                Pos { line: 1, col: 1 },
+                format!(
+                    "rendered a document at output line {} without `kind` and `metadata.name` (rendering {subject})",
+                    doc.pos.line
+                ),
+            ));
+        }
+        resources.push(doc.value);
+    }
+    Ok(resources)
+}
+
+/// Variables for clusterctl-style templates.
+fn clusterctl_vars(context: &Value) -> BTreeMap<String, String> {
+    let c = &context["cluster"];
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mib = |v: &Value| {
+        super::templates::quantity_mib(v.as_str().unwrap_or_default())
+            .unwrap_or(0)
+            .to_string()
+    };
+    let mut vars = BTreeMap::new();
+    if let Some(values) = context["values"].as_object() {
+        envsubst::flatten_values(values, &mut vars);
+    }
+    for (k, v) in [
+        ("CLUSTER_NAME", text(&c["name"])),
+        ("NAMESPACE", text(&c["namespace"])),
+        ("KUBERNETES_VERSION", text(&c["kubernetesVersion"])),
+        ("TALOS_VERSION", text(&c["talosVersion"])),
+        ("REGION", text(&c["region"])),
+        (
+            "CONTROL_PLANE_MACHINE_COUNT",
+            text(&c["controlPlane"]["replicas"]),
+        ),
+        ("WORKER_MACHINE_COUNT", text(&c["workers"]["replicas"])),
+        ("CONTROL_PLANE_CPU", text(&c["controlPlane"]["cpu"])),
+        (
+            "CONTROL_PLANE_MEMORY_MIB",
+            mib(&c["controlPlane"]["memory"]),
+        ),
+        ("WORKER_CPU", text(&c["workers"]["cpu"])),
+        ("WORKER_MEMORY_MIB", mib(&c["workers"]["memory"])),
+        ("SITE_NAME", text(&context["site"]["name"])),
+    ] {
+        vars.insert(k.to_string(), v);
+    }
+    vars
+}
+
+/// The Flux Kustomization that gates recipes on Cilium, under `recipes/`.
+const CILIUM_GATE: &str = "_cilium-ready";
+
+/// A Flux Kustomization per recipe (applied into the workload cluster
+/// through its kubeconfig Secret), plus the gate that makes the first
+/// recipes wait until the Cilium HelmRelease is ready.
+fn recipe_kustomizations(
+    cx: &Context,
+    input: &Input<Cluster>,
+    values: &Map<String, Value>,
+) -> Vec<Resource> {
+    let cluster = input.object.name();
+    let flux = &values["flux"];
+    let base = |name: &str, path: String| {
+        json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": format!("{cluster}-{name}"), "namespace": cluster},
+            "spec": {
+                "interval": flux["interval"],
+                "path": path,
+                "prune": true,
+                "sourceRef": flux["sourceRef"],
+            }
+        })
+    };
+    let mut gate = base(
+        "cilium-ready",
+        format!(
+            "{}/{cluster}/recipes/{CILIUM_GATE}",
+            flux["outPath"].as_str().unwrap_or("./out")
+        ),
+    );
+    gate["spec"]["healthChecks"] = json!([{
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "name": format!("{cluster}-cilium"),
+        "namespace": cluster,
+    }]);
+    gate["spec"]["timeout"] = json!("10m");
+    let mut resources = vec![Resource {
+        dir: "recipes",
+        value: gate,
+        source: "kiln".into(),
+    }];
+    for recipe in &input.object.spec.recipes {
+        let mut k = base(recipe.as_str(), format!("./recipes/{recipe}"));
+        let deps = cx
+            .recipe(recipe.as_str())
+            .map(|r| r.object.spec.depends_on.clone())
+            .unwrap_or_default();
+        let depends_on: Vec<Value> = if deps.is_empty() {
+            vec![json!({"name": format!("{cluster}-cilium-ready")})]
+        } else {
+            deps.iter()
+                .map(|d| json!({"name": format!("{cluster}-{d}")}))
+                .collect()
+        };
+        k["spec"]["dependsOn"] = Value::Array(depends_on);
+        k["spec"]["kubeConfig"] = json!({"secretRef": {"name": format!("{cluster}-kubeconfig")}});
+        k["spec"]["wait"] = json!(true);
+        resources.push(Resource {
+            dir: "recipes",
+            value: k,
+            source: "kiln".into(),
+        });
+    }
+    resources
+}
+
+/// Places resources in files and adds the kustomization.yaml files.
+fn layout(
+    input: &Input<Cluster>,
+    resources: Vec<Resource>,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Vec<u8>> {
+    let cluster = input.object.name();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    for r in resources {
+        let kind = r.value["kind"].as_str().unwrap_or_default().to_lowercase();
+        let name = r.value["metadata"]["name"].as_str().unwrap_or_default();
+        let file = match r.dir {
+            "cluster" => format!("cluster/{kind}-{name}.yaml"),
+            "recipes" if name == format!("{cluster}-cilium-ready") => {
+                format!("recipes/{CILIUM_GATE}.yaml")
+            }
+            "recipes" => format!(
+                "recipes/{}.yaml",
+                name.strip_prefix(&format!("{cluster}-")).unwrap_or(name)
+            ),
+            addon => format!("{addon}/{kind}.yaml"),
+        };
+        if let Some(first) = sources.insert(file.clone(), r.source.clone()) {
+            diags.push(Diagnostic::new(
+                &r.source,
+                Pos { line: 1, col: 1 },
+                format!("renders {} into `{file}`, which {first} already renders (rendering cluster {cluster})", describe(&r.value)),
+            ));
+            continue;
+        }
+        files.insert(file, to_yaml(&r.value).into_bytes());
+    }
+    files.insert(
+        format!("recipes/{CILIUM_GATE}/kustomization.yaml"),
+        kustomization(&[]),
+    );
+    for dir in ["cluster", "addons/cilium", "addons/gateway", "recipes"] {
+        let prefix = format!("{dir}/");
+        let entries: Vec<String> = files
+            .keys()
+            .filter_map(|f| f.strip_prefix(&prefix))
+            .filter(|f| !f.contains('/'))
+            .map(str::to_string)
+            .collect();
+        if !entries.is_empty() {
+            files.insert(format!("{dir}/kustomization.yaml"), kustomization(&entries));
+        }
+    }
+    let top: Vec<String> = ["cluster", "addons/cilium", "addons/gateway", "recipes"]
+        .iter()
+        .filter(|d| files.contains_key(&format!("{d}/kustomization.yaml")))
+        .map(|d| d.to_string())
+        .collect();
+    files.insert("kustomization.yaml".into(), kustomization(&top));
+    files
+}

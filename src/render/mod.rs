@@ -1,0 +1,250 @@
+//! Stage 4, render: every selected output rendered in memory, in parallel,
+//! from templates compiled once. Nothing is written here (see `emit`).
+
+pub mod cluster;
+pub mod envsubst;
+pub mod patch;
+pub mod templates;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::emit::Output;
+use crate::load::kinds::{Cluster, Recipe, Site};
+use crate::load::{Input, Repo};
+use crate::merge::{merge, merge_with_provenance, Layer, Provenance};
+use crate::yaml::{parse_documents, to_yaml, Document, Pos};
+use templates::Engine;
+
+/// kiln's built-in values, the lowest layer.
+pub const BUILTIN_VALUES: &str = include_str!("builtin-values.yaml");
+const BUILTIN_FILE: &str = "<built-in values>";
+
+/// What a run renders, and the command line's values layer.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Output names to render; all when empty.
+    pub only: Vec<String>,
+    /// `-f` files and `--set` values, in order.
+    pub overrides: Vec<Layer>,
+}
+
+/// Shared, read-only state of a render: the repository, compiled templates
+/// and the fixed value layers.
+pub struct Context<'a> {
+    pub repo: &'a Repo,
+    pub engine: Engine,
+    overrides: &'a [Layer],
+    builtin: Layer,
+    providers: BTreeMap<String, Layer>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(repo: &'a Repo, overrides: &'a [Layer]) -> Result<Context<'a>, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let engine = Engine::new(&repo.files);
+        let builtin = Layer {
+            name: "built-in".into(),
+            file: BUILTIN_FILE.into(),
+            doc: parse_documents(BUILTIN_VALUES)
+                .expect("built-in values parse")
+                .remove(0),
+        };
+        let mut providers = BTreeMap::new();
+        for (path, text) in repo.files_under("clusters/") {
+            let parts: Vec<&str> = path.split('/').collect();
+            if let ["clusters", provider, "values.example.yaml"] = parts.as_slice() {
+                match values_document(path, text) {
+                    Ok(doc) => {
+                        providers.insert(
+                            provider.to_string(),
+                            Layer {
+                                name: "provider".into(),
+                                file: path.to_string(),
+                                doc,
+                            },
+                        );
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(e) => {
+                diags.extend(e);
+                return Err(diags);
+            }
+        };
+        diags.finish(Context {
+            repo,
+            engine,
+            overrides,
+            builtin,
+            providers,
+        })
+    }
+
+    pub fn site(&self, name: &str) -> Option<&'a Input<Site>> {
+        self.repo.sites.iter().find(|s| s.object.name() == name)
+    }
+
+    pub fn recipe(&self, name: &str) -> Option<&'a Input<Recipe>> {
+        self.repo.recipes.iter().find(|r| r.object.name() == name)
+    }
+
+    /// The value layers of a cluster, lowest first (SPEC §3).
+    pub fn cluster_layers(&self, input: &Input<Cluster>) -> Vec<Layer> {
+        let mut layers = vec![self.builtin.clone()];
+        layers.extend(
+            self.providers
+                .get(input.object.spec.provider.as_str())
+                .cloned(),
+        );
+        if let Some(site) = self.site(input.site_dir()) {
+            layers.extend(section_layer("site", site));
+        }
+        layers.extend(section_layer("cluster", input));
+        layers.extend(self.overrides.iter().cloned());
+        layers
+    }
+
+    pub fn cluster_values(&self, input: &Input<Cluster>) -> Map<String, Value> {
+        merge(&self.cluster_layers(input))
+    }
+
+    pub fn cluster_provenance(&self, input: &Input<Cluster>) -> Provenance {
+        merge_with_provenance(&self.cluster_layers(input)).1
+    }
+
+    /// SHA-256 over the paths and contents of everything a cluster's
+    /// output was made from.
+    pub fn digest_for_cluster(&self, input: &Input<Cluster>) -> String {
+        let mut parts: Vec<(&str, &str)> = vec![(input.file.as_str(), self.text(&input.file))];
+        if let Some(site) = self.site(input.site_dir()) {
+            parts.push((&site.file, self.text(&site.file)));
+        }
+        parts.extend(cluster::template_files(
+            self,
+            input.object.spec.provider.as_str(),
+        ));
+        for recipe in &input.object.spec.recipes {
+            if let Some(r) = self.recipe(recipe.as_str()) {
+                parts.push((&r.file, self.text(&r.file)));
+            }
+        }
+        self.digest(parts)
+    }
+
+    fn text(&self, file: &str) -> &'a str {
+        self.repo
+            .files
+            .get(file)
+            .map(|t| t.as_ref())
+            .unwrap_or_default()
+    }
+
+    /// Hashes input parts plus the built-in and command-line layers.
+    fn digest(&self, parts: Vec<(&str, &str)>) -> String {
+        let mut parts: Vec<(String, String)> = parts
+            .into_iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        parts.push((BUILTIN_FILE.into(), BUILTIN_VALUES.into()));
+        parts.extend(self.overrides.iter().map(|l| {
+            (
+                l.file.clone(),
+                serde_json::to_string(&l.doc.value).unwrap_or_default(),
+            )
+        }));
+        parts.sort();
+        parts.dedup();
+        let mut hasher = Sha256::new();
+        for (path, text) in parts {
+            for bytes in [path.as_bytes(), text.as_bytes()] {
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(bytes);
+            }
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// The `spec.values` of an input as a layer.
+fn section_layer<T>(name: &str, input: &Input<T>) -> Option<Layer> {
+    input.doc.section("/spec/values").map(|doc| Layer {
+        name: name.into(),
+        file: input.file.clone(),
+        doc,
+    })
+}
+
+/// Parses a values file (provider defaults, `-f`): one mapping.
+pub fn values_document(path: &str, text: &str) -> Result<Document, Diagnostic> {
+    let mut docs = parse_documents(text).map_err(|e| Diagnostic::new(path, e.pos, e.message))?;
+    match docs.len() {
+        0 => Ok(Document::from_value(Value::Object(Map::new()))),
+        1 if docs[0].value.is_null() => Ok(Document::from_value(Value::Object(Map::new()))),
+        1 if docs[0].value.is_object() => Ok(docs.remove(0)),
+        _ => Err(Diagnostic::new(
+            path,
+            Pos { line: 1, col: 1 },
+            "expected one mapping of values",
+        )),
+    }
+}
+
+/// Renders the selected outputs of `repo`; every problem is reported.
+pub fn render(repo: &Repo, options: &Options) -> Result<Vec<Output>, Diagnostics> {
+    crate::resolve::check(repo).finish(())?;
+    let cx = Context::new(repo, &options.overrides)?;
+    let names = repo.output_names();
+    let mut diags = Diagnostics::default();
+    for name in &options.only {
+        if !names.contains_key(name.as_str()) {
+            let known: Vec<&str> = names.keys().copied().collect();
+            diags.push(Diagnostic::new(
+                "<command line>",
+                Pos { line: 1, col: 1 },
+                format!(
+                    "no site or cluster is named `{name}` (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
+    let results: Vec<Result<Output, Diagnostics>> = repo
+        .clusters
+        .par_iter()
+        .filter(|c| selected(c.object.name()))
+        .map(|c| cluster::render(&cx, c))
+        .collect();
+    let mut outputs = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => outputs.push(o),
+            Err(d) => diags.extend(d),
+        }
+    }
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    diags.finish(outputs)
+}
+
+/// A `kustomization.yaml` listing `resources`.
+pub fn kustomization(resources: &[String]) -> Vec<u8> {
+    to_yaml(&json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }))
+    .into_bytes()
+}

@@ -1,0 +1,159 @@
+//! `kiln new` and `kiln init`: documents and repositories written from
+//! what kiln knows, so a new user starts from something that renders.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::cli::{exit, Failure, NewCommand};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::load::kinds::API_VERSION;
+use crate::yaml::{to_yaml, Pos};
+
+include!(concat!(env!("OUT_DIR"), "/starter.rs"));
+
+fn usage_error(message: String) -> Failure {
+    Failure::Input(Diagnostics::from(Diagnostic::new(
+        "<command line>",
+        Pos { line: 1, col: 1 },
+        message,
+    )))
+}
+
+fn document(kind: &str, name: &str, spec: Map<String, Value>) -> String {
+    to_yaml(&json!({
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+}
+
+fn write_new(repo: &Path, rel: &str, text: &str, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let path = repo.join(rel);
+    if path.exists() {
+        return Err(usage_error(format!(
+            "{rel} already exists; kiln new never overwrites"
+        )));
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, text)?;
+    writeln!(stdout, "wrote {rel}")?;
+    Ok(exit::OK)
+}
+
+pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let (rel, text) = match what {
+        NewCommand::Site { name, domain } => {
+            check_name(&name)?;
+            let mut spec = Map::new();
+            if let Some(domain) = domain {
+                spec.insert("domain".into(), domain.into());
+            }
+            spec.insert("values".into(), json!({}));
+            (
+                format!("sites/{name}/site.yaml"),
+                document("Site", &name, spec),
+            )
+        }
+        NewCommand::Cluster {
+            name,
+            site,
+            provider,
+            region,
+            workers,
+            cpu,
+            memory,
+            kubernetes_version,
+            recipes,
+        } => {
+            check_name(&name)?;
+            if !repo.join(format!("sites/{site}/site.yaml")).is_file() {
+                return Err(usage_error(format!("no site `{site}` (sites/{site}/site.yaml); create it with `kiln new site {site}`")));
+            }
+            if !repo
+                .join(format!("clusters/{provider}/values.example.yaml"))
+                .is_file()
+            {
+                return Err(usage_error(format!(
+                    "unknown provider `{provider}` (no clusters/{provider}/)"
+                )));
+            }
+            let mut spec = Map::new();
+            spec.insert("provider".into(), provider.into());
+            if let Some(region) = region {
+                spec.insert("region".into(), region.into());
+            }
+            spec.insert(
+                "kubernetesVersion".into(),
+                kubernetes_version
+                    .unwrap_or_else(|| crate::render::cluster::DEFAULT_KUBERNETES_VERSION.into())
+                    .into(),
+            );
+            spec.insert(
+                "talosVersion".into(),
+                crate::render::cluster::DEFAULT_TALOS_VERSION.into(),
+            );
+            spec.insert(
+                "controlPlane".into(),
+                json!({"replicas": 3, "cpu": 4, "memory": "8Gi"}),
+            );
+            spec.insert(
+                "workers".into(),
+                json!({"replicas": workers.unwrap_or(3), "cpu": cpu.unwrap_or(4), "memory": memory.unwrap_or_else(|| "16Gi".into())}),
+            );
+            spec.insert("recipes".into(), json!(recipes));
+            spec.insert("values".into(), json!({}));
+            (
+                format!("sites/{site}/clusters/{name}.yaml"),
+                document("Cluster", &name, spec),
+            )
+        }
+    };
+    write_new(repo, &rel, &text, stdout)
+}
+
+fn check_name(name: &str) -> Result<(), Failure> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(usage_error(format!(
+            "`{name}` is not a lowercase DNS label"
+        )))
+    }
+}
+
+/// Writes the starter repository into `dir`, which must be empty or absent.
+pub fn init(dir: &Path, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(usage_error(format!(
+            "{} is not empty; kiln init only writes into a new directory",
+            dir.display()
+        )));
+    }
+    for (rel, bytes) in STARTER_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    writeln!(
+        stdout,
+        "wrote a starter repository to {} ({} files); next: kiln -C {} render",
+        dir.display(),
+        STARTER_FILES.len(),
+        dir.display()
+    )?;
+    Ok(exit::OK)
+}

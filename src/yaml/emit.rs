@@ -1,0 +1,192 @@
+//! Deterministic YAML writer for rendered manifests.
+//!
+//! Block style, two-space indentation, keys in the order the value holds
+//! them. Any string a YAML 1.1 or 1.2 reader could take for something else
+//! (`no`, `on`, `0755`, `1e3`, dates, `null`) is double-quoted, so what Flux,
+//! kubectl or Python read back is exactly the string that was rendered.
+
+use serde_json::Value;
+
+/// Writes one document (no `---` marker), ending in a newline.
+pub fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
+        Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
+        scalar => {
+            write_scalar(&mut out, scalar, 0);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usize) {
+    for (i, (key, value)) in map.iter().enumerate() {
+        // The first key of a map inside a sequence item sits after "- ".
+        if i > 0 || !out.ends_with("- ") {
+            pad(out, indent);
+        }
+        write_string(out, key, indent, true);
+        out.push(':');
+        write_child(out, value, indent);
+    }
+}
+
+fn write_seq(out: &mut String, items: &[Value], indent: usize) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 || !out.ends_with("- ") {
+            pad(out, indent);
+        }
+        out.push_str("- ");
+        match item {
+            Value::Object(map) if !map.is_empty() => write_map(out, map, indent + 2),
+            Value::Array(inner) if !inner.is_empty() => write_seq(out, inner, indent + 2),
+            scalar => {
+                write_scalar(out, scalar, indent + 2);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// The value after `key:`: nested collections on the next lines, scalars inline.
+fn write_child(out: &mut String, value: &Value, indent: usize) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('\n');
+            write_map(out, map, indent + 2);
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('\n');
+            write_seq(out, items, indent + 2);
+        }
+        scalar => {
+            out.push(' ');
+            write_scalar(out, scalar, indent + 2);
+            out.push('\n');
+        }
+    }
+}
+
+fn pad(out: &mut String, indent: usize) {
+    out.extend(std::iter::repeat_n(' ', indent));
+}
+
+fn write_scalar(out: &mut String, value: &Value, indent: usize) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_string(out, s, indent, false),
+        Value::Object(_) => out.push_str("{}"),
+        Value::Array(_) => out.push_str("[]"),
+    }
+}
+
+fn write_string(out: &mut String, s: &str, indent: usize, is_key: bool) {
+    if !is_key && s.contains('\n') && literal_block_ok(s) {
+        out.push('|');
+        if !s.ends_with('\n') {
+            out.push('-');
+        } else if s.ends_with("\n\n") {
+            out.push('+');
+        }
+        let body = s.strip_suffix('\n').unwrap_or(s);
+        for line in body.split('\n') {
+            out.push('\n');
+            if !line.is_empty() {
+                pad(out, indent);
+                out.push_str(line);
+            }
+        }
+        if s.ends_with("\n\n") {
+            out.push('\n');
+        }
+        return;
+    }
+    if needs_quotes(s) {
+        out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// A literal block keeps text verbatim unless its first line starts with a
+/// space or it holds characters YAML does not allow raw.
+fn literal_block_ok(s: &str) -> bool {
+    !s.starts_with([' ', '\t', '\n'])
+        && !s.contains('\r')
+        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control())
+}
+
+fn needs_quotes(s: &str) -> bool {
+    if s.is_empty() || s != s.trim() {
+        return true;
+    }
+    let first = s.chars().next().expect("not empty");
+    if "-?:,[]{}#&*!|>'\"%@`".contains(first)
+        && !(first == '-' && s.len() > 1 && !s.starts_with("- ") && !looks_numeric(s))
+    {
+        return true;
+    }
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control())
+    {
+        return true;
+    }
+    let lower = s.to_ascii_lowercase();
+    let reserved = [
+        "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf",
+        ".nan",
+    ];
+    reserved.contains(&lower.as_str()) || looks_numeric(s) || looks_like_date(s)
+}
+
+/// Anything a YAML 1.1 or 1.2 reader might take for a number: digits with
+/// signs, dots, exponents, underscores, `0x`/`0o`/`0b` prefixes, sexagesimal.
+fn looks_numeric(s: &str) -> bool {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let starts_numeric =
+        body.starts_with(|c: char| c.is_ascii_digit()) || (body.starts_with('.') && body.len() > 1);
+    starts_numeric
+        && body.chars().all(|c| {
+            c.is_ascii_hexdigit()
+                || matches!(c, '.' | '_' | ':' | 'x' | 'o' | 'X' | 'O' | '+' | '-')
+        })
+}
+
+fn looks_like_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quotes_ambiguous_strings() {
+        let v = json!({"a": "no", "b": "0755", "c": "1e3", "d": "2024-01-01", "e": "plain", "f": "", "g": "x: y", "h": "-v", "i": "-1"});
+        assert_eq!(
+            to_yaml(&v),
+            "a: \"no\"\nb: \"0755\"\nc: \"1e3\"\nd: \"2024-01-01\"\ne: plain\nf: \"\"\ng: \"x: y\"\nh: -v\ni: \"-1\"\n"
+        );
+    }
+
+    #[test]
+    fn nested_and_blocks_round_trip() {
+        let v = json!({"spec": {"list": [{"name": "a", "v": [1, 2]}, "s", []], "text": "line1\nline2\n", "empty": {}}});
+        let text = to_yaml(&v);
+        assert_eq!(
+            text,
+            "spec:\n  list:\n    - name: a\n      v:\n        - 1\n        - 2\n    - s\n    - []\n  text: |\n    line1\n    line2\n  empty: {}\n"
+        );
+        let back = crate::yaml::parse::parse_documents(&text).unwrap();
+        assert_eq!(back[0].value, v);
+    }
+}
