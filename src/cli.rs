@@ -221,14 +221,11 @@ fn load_and_render(
     values: &ValueArgs,
 ) -> Result<Vec<crate::emit::Output>, Failure> {
     let overrides = override_layers(values)?;
-    let loaded = crate::load::load(repo)?;
-    Ok(crate::render::render(
-        &loaded,
-        &Options {
-            only: names,
-            overrides,
-        },
-    )?)
+    let options = Options {
+        only: names,
+        overrides,
+    };
+    Ok(crate::compile(repo, &options)?.1)
 }
 
 fn render(

@@ -16,3 +16,18 @@ pub mod render;
 pub mod resolve;
 pub mod scaffold;
 pub mod yaml;
+
+use std::path::Path;
+
+/// Loads, resolves and renders the repository at `root` in memory: every
+/// problem of the load and resolve stages is reported together.
+pub fn compile(
+    root: &Path,
+    options: &render::Options,
+) -> Result<(load::Repo, Vec<emit::Output>), diag::Diagnostics> {
+    let (repo, mut diags) = load::load(root);
+    diags.extend(resolve::check(&repo));
+    diags.finish(())?;
+    let outputs = render::render(&repo, options)?;
+    Ok((repo, outputs))
+}

@@ -56,8 +56,10 @@ pub struct Repo {
 /// Directories kiln reads, and the files in them that are inputs.
 const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
 
-/// Reads and checks the repository at `root`. All problems are reported.
-pub fn load(root: &Path) -> Result<Repo, Diagnostics> {
+/// Reads and checks the repository at `root`. Documents with problems are
+/// left out of the returned `Repo` and reported, so that later checks can
+/// still run on the rest and a run reports every problem it can.
+pub fn load(root: &Path) -> (Repo, Diagnostics) {
     let paths = discover(root);
     let read: Vec<(String, Result<Arc<str>, String>)> = paths
         .par_iter()
@@ -82,7 +84,7 @@ pub fn load(root: &Path) -> Result<Repo, Diagnostics> {
     }
 
     let schemas = schema::Validators::new();
-    let parsed: Vec<(Kind, Vec<Result<Input<serde_json::Value>, Diagnostic>>)> = read
+    let parsed: Vec<(Kind, Vec<Parsed>)> = read
         .par_iter()
         .filter_map(|(rel, text)| {
             let kind = expected_kind(rel)?;
@@ -102,7 +104,7 @@ pub fn load(root: &Path) -> Result<Repo, Diagnostics> {
             }
         }
     }
-    diags.finish(repo)
+    (repo, diags)
 }
 
 /// Every file under the input directories, sorted so that the file
@@ -156,12 +158,10 @@ fn expected_kind(rel: &str) -> Option<Kind> {
     }
 }
 
-fn parse_file(
-    rel: &str,
-    text: &str,
-    kind: Kind,
-    schemas: &schema::Validators,
-) -> Vec<Result<Input<serde_json::Value>, Diagnostic>> {
+/// A document that passed its schema, not yet typed.
+type Parsed = Result<Input<serde_json::Value>, Diagnostic>;
+
+fn parse_file(rel: &str, text: &str, kind: Kind, schemas: &schema::Validators) -> Vec<Parsed> {
     let docs = match parse_documents(text) {
         Ok(docs) => docs,
         Err(e) => return vec![Err(Diagnostic::new(rel, e.pos, e.message))],

@@ -66,6 +66,23 @@ impl Validators {
 
 fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationError) -> Diagnostic {
     let at = error.instance_path().as_str();
+    // An optional field's schema is "this or null": the interesting error
+    // is the deepest one inside the branches.
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } =
+        error.kind()
+    {
+        let deepest = context
+            .iter()
+            .flatten()
+            .filter(|e| {
+                !matches!(e.kind(), ValidationErrorKind::Type { .. })
+                    || e.instance_path().as_str() != at
+            })
+            .max_by_key(|e| e.instance_path().as_str().len());
+        if let Some(inner) = deepest {
+            return diagnostic(file, doc, schema, inner);
+        }
+    }
     let field = || at.rsplit('/').next().unwrap_or_default().to_string();
     let (pointer, key, message) = match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -146,7 +163,18 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
 
 /// The fields an object schema allows, for "expected one of" hints.
 fn known_fields(schema: &Value, schema_path: &str) -> Option<String> {
-    let object = schema.pointer(schema_path.strip_suffix("/additionalProperties")?)?;
+    let mut object = schema;
+    for segment in schema_path
+        .strip_suffix("/additionalProperties")?
+        .split('/')
+        .skip(1)
+    {
+        object = match (segment, object) {
+            ("$ref", _) => schema.pointer(object["$ref"].as_str()?.strip_prefix('#')?)?,
+            (_, Value::Array(items)) => items.get(segment.parse::<usize>().ok()?)?,
+            (_, other) => other.get(segment)?,
+        };
+    }
     let names: Vec<String> = object["properties"]
         .as_object()?
         .keys()

@@ -18,9 +18,9 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let here = &rest[i..];
-        if here.starts_with("$${") {
+        if let Some(after) = here.strip_prefix("$${") {
             out.push_str("${");
-            rest = &here[3..];
+            rest = after;
             continue;
         }
         let Some(body) = here.strip_prefix("${") else {
@@ -47,12 +47,14 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
         match (vars.get(name), default) {
             (Some(v), _) => out.push_str(v),
             (None, Some(d)) => out.push_str(d),
-            (None, None) => return Err((
-                offset_pos(text, offset),
-                format!(
+            (None, None) => {
+                return Err((
+                    offset_pos(text, offset),
+                    format!(
                     "undefined variable `{name}` (set it in values or give `${{{name}:=default}}`)"
                 ),
-            )),
+                ))
+            }
         }
         rest = &body[end + 1..];
     }

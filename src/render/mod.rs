@@ -204,7 +204,6 @@ pub fn values_document(path: &str, text: &str) -> Result<Document, Diagnostic> {
 
 /// Renders the selected outputs of `repo`; every problem is reported.
 pub fn render(repo: &Repo, options: &Options) -> Result<Vec<Output>, Diagnostics> {
-    crate::resolve::check(repo).finish(())?;
     let cx = Context::new(repo, &options.overrides)?;
     let names = repo.output_names();
     let mut diags = Diagnostics::default();

@@ -125,9 +125,10 @@ fn needs_quotes(s: &str) -> bool {
         return true;
     }
     let first = s.chars().next().expect("not empty");
-    if "-?:,[]{}#&*!|>'\"%@`".contains(first)
-        && !(first == '-' && s.len() > 1 && !s.starts_with("- ") && !looks_numeric(s))
-    {
+    // A leading `-` is only special as "- " or alone (numbers are caught
+    // below); the other indicators always are.
+    let plain_dash = first == '-' && s.len() > 1 && !s.starts_with("- ");
+    if "-?:,[]{}#&*!|>'\"%@`".contains(first) && !plain_dash {
         return true;
     }
     if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control())

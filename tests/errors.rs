@@ -1,0 +1,188 @@
+//! Bad input: each class of error exits 2, names the exact
+//! `path:line:column`, shows the offending line, and leaves out/ untouched.
+
+mod common;
+use common::*;
+
+/// Runs `kiln render` on a broken copy of the example and returns stderr,
+/// after checking the exit code and that out/ did not change.
+fn render_fails(prepare: impl FnOnce(&std::path::Path)) -> String {
+    let repo = example_copy(true);
+    let before = tree(&repo.path().join("out"));
+    prepare(repo.path());
+    let run = kiln(repo.path(), &["render"]);
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(
+        tree(&repo.path().join("out")),
+        before,
+        "out/ changed on an input error"
+    );
+    run.stderr
+}
+
+const CLUSTER: &str = "sites/eu/clusters/prod-aws.yaml";
+
+/// `path:line:column` of the first occurrence of `needle` in an example file.
+fn at(rel: &str, needle: &str) -> String {
+    at_token(rel, needle, needle)
+}
+
+/// `path:line:column` of `token` on the first line that contains `line_with`.
+fn at_token(rel: &str, line_with: &str, token: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join(rel)).unwrap();
+    let (n, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(line_with))
+        .expect("needle in file");
+    let start = line.find(line_with).unwrap();
+    format!(
+        "{rel}:{}:{}",
+        n + 1,
+        start + line[start..].find(token).unwrap() + 1
+    )
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let err = render_fails(|r| {
+        write(
+            r,
+            CLUSTER,
+            "apiVersion: kiln/v1alpha1\nkind: Cluster\nmetadata: {name: x\nspec: {}\n",
+        )
+    });
+    assert!(
+        err.contains("error: sites/eu/clusters/prod-aws.yaml:4:5: while parsing a flow mapping"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let err = render_fails(|r| edit(r, CLUSTER, "replicas: 3", "replicas: three"));
+    let place = at_token(CLUSTER, "replicas: 3", "3");
+    let expected =
+        format!("{place}: replicas has the wrong type: expected an integer, found a string");
+    assert!(err.contains(&expected), "expected {expected}\n{err}");
+    assert!(
+        err.contains("replicas: three"),
+        "the offending line is shown: {err}"
+    );
+}
+
+#[test]
+fn unknown_field() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            CLUSTER,
+            "  provider: aws",
+            "  provider: aws\n  providr: aws",
+        )
+    });
+    assert!(
+        err.contains("unknown field `providr`, expected one of `provider`"),
+        "{err}"
+    );
+    let place = at(CLUSTER, "provider: aws");
+    let next_line = place.replace(":8:", ":9:");
+    assert!(
+        err.contains(&format!("{next_line}: unknown field")),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_provider() {
+    let err = render_fails(|r| edit(r, CLUSTER, "provider: aws", "provider: ovh"));
+    assert!(
+        err.contains(&format!(
+            "{}: unknown provider `ovh`, expected one of `aws`, `azure`, `gcp`, `proxmox`",
+            at_token(CLUSTER, "provider: aws", "aws")
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_recipe() {
+    let err = render_fails(|r| edit(r, CLUSTER, "- observability", "- observabilty"));
+    assert!(err.contains("unknown recipe `observabilty`"), "{err}");
+    assert!(
+        err.contains(&format!("{}: unknown recipe", at(CLUSTER, "observability"))),
+        "{err}"
+    );
+}
+
+#[test]
+fn cluster_in_site_without_site_yaml() {
+    let err = render_fails(|r| {
+        let text = std::fs::read_to_string(r.join(CLUSTER)).unwrap();
+        write(r, "sites/nowhere/clusters/prod-aws.yaml", &text);
+        std::fs::remove_file(r.join(CLUSTER)).unwrap();
+    });
+    let place = at(CLUSTER, "prod-aws").replace(CLUSTER, "sites/nowhere/clusters/prod-aws.yaml");
+    assert!(
+        err.contains(&format!(
+            "{place}: cluster `prod-aws` is under sites/nowhere/, which has no site.yaml"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn site_and_cluster_name_clash() {
+    let err = render_fails(|r| {
+        write(
+            r,
+            "sites/prod-aws/site.yaml",
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata:\n  name: prod-aws\n",
+        );
+    });
+    let place = at(CLUSTER, "prod-aws");
+    assert!(
+        err.contains(&format!(
+            "{place}: cluster `prod-aws` has the same name as the site in sites/prod-aws/site.yaml"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn template_with_undefined_value() {
+    let err = render_fails(|r| {
+        let t = "clusters/templates/namespace.yaml.j2";
+        let text = std::fs::read_to_string(r.join(t)).unwrap();
+        write(r, t, &format!("{text}# {{{{ values.doesNotExist }}}}\n"));
+    });
+    let lines = std::fs::read_to_string(repo_root().join("clusters/templates/namespace.yaml.j2"))
+        .unwrap()
+        .lines()
+        .count();
+    let expected = format!(
+        "clusters/templates/namespace.yaml.j2:{}:6: undefined value",
+        lines + 1
+    );
+    assert!(err.contains(&expected), "expected {expected}\n{err}");
+    assert!(err.contains("(rendering cluster prod-aws)"), "{err}");
+}
+
+#[test]
+fn every_error_of_a_run_is_reported() {
+    let err = render_fails(|r| {
+        edit(r, CLUSTER, "provider: aws", "provider: ovh");
+        edit(
+            r,
+            "sites/us/clusters/web-azure.yaml",
+            "kind: Cluster",
+            "kind: Cluster\nbogus: 1",
+        );
+    });
+    assert!(err.contains("unknown provider `ovh`"), "{err}");
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+}
