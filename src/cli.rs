@@ -199,7 +199,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
         } => render(&cli.repo, &out_dir, names, check, &values, stdout, stderr),
         Command::Validate { names, values } => {
             let started = Instant::now();
-            let outputs = load_and_render(&cli.repo, names, &values)?;
+            let outputs = load_and_render(&cli.repo, &out_dir, names, &values)?;
             let files: usize = outputs.iter().map(|o| o.files.len() + 1).sum();
             writeln!(
                 stdout,
@@ -217,6 +217,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
 
 fn load_and_render(
     repo: &Path,
+    out_dir: &Path,
     names: Vec<String>,
     values: &ValueArgs,
 ) -> Result<Vec<crate::emit::Output>, Failure> {
@@ -225,7 +226,7 @@ fn load_and_render(
         only: names,
         overrides,
     };
-    Ok(crate::compile(repo, &options)?.1)
+    Ok(crate::compile(repo, out_dir, &options)?)
 }
 
 fn render(
@@ -239,7 +240,7 @@ fn render(
 ) -> Result<i32, Failure> {
     let started = Instant::now();
     let all = names.is_empty();
-    let outputs = load_and_render(repo, names, values)?;
+    let outputs = load_and_render(repo, out_dir, names, values)?;
     if check {
         let stale = crate::emit::check(out_dir, &outputs, all)?;
         if stale.is_empty() {

@@ -19,15 +19,27 @@ pub mod yaml;
 
 use std::path::Path;
 
-/// Loads, resolves and renders the repository at `root` in memory: every
-/// problem of the load and resolve stages is reported together.
+/// Loads the repository at `root` (with the IPAM locks under `out_dir`),
+/// resolves and renders it in memory. Every problem of the load and resolve
+/// stages is reported together.
 pub fn compile(
     root: &Path,
+    out_dir: &Path,
     options: &render::Options,
-) -> Result<(load::Repo, Vec<emit::Output>), diag::Diagnostics> {
-    let (repo, mut diags) = load::load(root);
-    diags.extend(resolve::check(&repo));
+) -> Result<Vec<emit::Output>, diag::Diagnostics> {
+    let (repo, diags) = load::load(root, out_dir);
+    compile_repo(&repo, diags, options)
+}
+
+/// Resolves and renders an already loaded repository.
+pub fn compile_repo(
+    repo: &load::Repo,
+    mut diags: diag::Diagnostics,
+    options: &render::Options,
+) -> Result<Vec<emit::Output>, diag::Diagnostics> {
+    diags.extend(resolve::check(repo));
+    let (sites, site_diags) = resolve::site::sites(repo);
+    diags.extend(site_diags);
     diags.finish(())?;
-    let outputs = render::render(&repo, options)?;
-    Ok((repo, outputs))
+    render::render(repo, &sites, options)
 }

@@ -51,6 +51,9 @@ pub struct Repo {
     /// The text of every file read, by repository-relative path: inputs,
     /// templates, provider values.
     pub files: Sources,
+    /// Each site's `ipam.lock.yaml` from the output directory, by site:
+    /// the path shown in errors and the text.
+    pub locks: BTreeMap<String, (String, Arc<str>)>,
 }
 
 /// Directories kiln reads, and the files in them that are inputs.
@@ -59,7 +62,7 @@ const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
 /// Reads and checks the repository at `root`. Documents with problems are
 /// left out of the returned `Repo` and reported, so that later checks can
 /// still run on the rest and a run reports every problem it can.
-pub fn load(root: &Path) -> (Repo, Diagnostics) {
+pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
     let paths = discover(root);
     let read: Vec<(String, Result<Arc<str>, String>)> = paths
         .par_iter()
@@ -104,7 +107,31 @@ pub fn load(root: &Path) -> (Repo, Diagnostics) {
             }
         }
     }
+    repo.locks = read_locks(root, out_dir, &repo.sites);
     (repo, diags)
+}
+
+/// Reads `<out>/<site>/ipam.lock.yaml` for every site that has one.
+fn read_locks(
+    root: &Path,
+    out_dir: &Path,
+    sites: &[Input<Site>],
+) -> BTreeMap<String, (String, Arc<str>)> {
+    sites
+        .iter()
+        .filter_map(|s| {
+            let path = out_dir
+                .join(s.object.name())
+                .join(crate::resolve::ipam::LOCK_FILE);
+            let text = std::fs::read_to_string(&path).ok()?;
+            let shown = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            Some((s.object.name().to_string(), (shown, Arc::from(text))))
+        })
+        .collect()
 }
 
 /// Every file under the input directories, sorted so that the file
@@ -228,6 +255,13 @@ impl Repo {
         prefix: &str,
     ) -> impl Iterator<Item = (&'a str, &'a Arc<str>)> + 'a {
         self.files.under(prefix)
+    }
+
+    /// A site's IPAM lock: the path shown in errors and its text.
+    pub fn lock(&self, site: &str) -> Option<(&str, &str)> {
+        self.locks
+            .get(site)
+            .map(|(file, text)| (file.as_str(), text.as_ref()))
     }
 
     /// All names of sites and clusters: the outputs this repo renders.

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod envsubst;
 pub mod patch;
+pub mod site;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -14,9 +15,10 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
-use crate::load::kinds::{Cluster, Recipe, Site};
+use crate::load::kinds::{Blueprint, Cluster, Machine, Recipe, Site};
 use crate::load::{Input, Repo};
 use crate::merge::{merge, merge_with_provenance, Layer, Provenance};
+use crate::resolve::site::SiteModel;
 use crate::yaml::{parse_documents, to_yaml, Document, Pos};
 use templates::Engine;
 
@@ -121,6 +123,46 @@ impl<'a> Context<'a> {
         merge_with_provenance(&self.cluster_layers(input)).1
     }
 
+    /// The value layers of a site's own files (DHCP, DNS).
+    pub fn site_values(&self, site: &Input<Site>) -> Map<String, Value> {
+        let mut layers = vec![self.builtin.clone()];
+        layers.extend(section_layer("site", site));
+        layers.extend(self.overrides.iter().cloned());
+        merge(&layers)
+    }
+
+    /// The value layers of a machine rendered with `blueprint` (SPEC §3).
+    pub fn machine_layers(
+        &self,
+        site: &Input<Site>,
+        machine: &Input<Machine>,
+        blueprint: &Input<Blueprint>,
+    ) -> Vec<Layer> {
+        let mut layers = vec![self.builtin.clone()];
+        layers.extend(section_layer("blueprint", blueprint));
+        layers.extend(section_layer("site", site));
+        layers.extend(section_layer("machine", machine));
+        layers.extend(self.overrides.iter().cloned());
+        layers
+    }
+
+    /// SHA-256 over everything a site's output was made from: its inputs
+    /// and its blueprints' files.
+    pub fn digest_for_site(&self, site: &SiteModel) -> String {
+        let mut parts: Vec<(&str, &str)> =
+            vec![(site.input.file.as_str(), self.text(&site.input.file))];
+        for m in &site.machines {
+            parts.push((&m.input.file, self.text(&m.input.file)));
+            for bp in m.commission.iter().chain([&m.blueprint]) {
+                let dir = format!("blueprints/{}/", bp.object.name());
+                parts.extend(self.repo.files_under(&dir).map(|(p, t)| (p, t.as_ref())));
+            }
+        }
+        // The IPAM lock is left out: it is also an output, and hashing it
+        // would make every render after the first differ from it.
+        self.digest(parts)
+    }
+
     /// SHA-256 over the paths and contents of everything a cluster's
     /// output was made from.
     pub fn digest_for_cluster(&self, input: &Input<Cluster>) -> String {
@@ -203,7 +245,11 @@ pub fn values_document(path: &str, text: &str) -> Result<Document, Diagnostic> {
 }
 
 /// Renders the selected outputs of `repo`; every problem is reported.
-pub fn render(repo: &Repo, options: &Options) -> Result<Vec<Output>, Diagnostics> {
+pub fn render(
+    repo: &Repo,
+    sites: &[SiteModel],
+    options: &Options,
+) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides)?;
     let names = repo.output_names();
     let mut diags = Diagnostics::default();
@@ -227,8 +273,13 @@ pub fn render(repo: &Repo, options: &Options) -> Result<Vec<Output>, Diagnostics
         .filter(|c| selected(c.object.name()))
         .map(|c| cluster::render(&cx, c))
         .collect();
+    let site_results: Vec<Result<Output, Diagnostics>> = sites
+        .par_iter()
+        .filter(|s| selected(s.name()))
+        .map(|s| site::render(&cx, s))
+        .collect();
     let mut outputs = Vec::new();
-    for r in results {
+    for r in results.into_iter().chain(site_results) {
         match r {
             Ok(o) => outputs.push(o),
             Err(d) => diags.extend(d),

@@ -1,6 +1,11 @@
 //! Stage 2, resolve: references between inputs. Every name a document
 //! uses must exist, outputs must not clash, recipes must not depend on
-//! themselves.
+//! themselves; and each bare-metal site becomes a `SiteModel` with every
+//! machine's addresses assigned (`site`, `ipam`).
+
+pub mod ipam;
+pub mod net;
+pub mod site;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,293 @@
+//! Renders one bare-metal site into `out/<site>/`: the iPXE menu, each
+//! machine's boot scripts and install files from its blueprint, DHCP
+//! configs, DNS zones, the IPAM lock and the machines of the plan.
+
+mod dhcp;
+mod dns;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::Context;
+use crate::diag::Diagnostics;
+use crate::emit::Output;
+use crate::load::kinds::{Blueprint, DhcpServer};
+use crate::load::Input;
+use crate::merge::merge;
+use crate::plan::{OutputKind, PlannedArtifact, PlannedMachine, WorkflowStep};
+use crate::resolve::ipam::{IpamLock, ZoneSerial, LOCK_FILE};
+use crate::resolve::site::{MachineModel, SiteModel};
+
+/// Runtime placeholders the executor fills (SPEC §3).
+pub const SERVER: &str = "@@kiln:server@@";
+pub const TOKEN: &str = "@@kiln:token@@";
+
+pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
+    let values = cx.site_values(site.input);
+    let results: Vec<Result<MachineFiles, Diagnostics>> = site
+        .machines
+        .par_iter()
+        .map(|m| machine(cx, site, m))
+        .collect();
+    let mut diags = Diagnostics::default();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut machines = Vec::new();
+    for r in results {
+        match r {
+            Ok(m) => {
+                files.extend(m.files);
+                machines.push(m.planned);
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    diags.finish(())?;
+
+    files.insert("boot/menu.ipxe".into(), menu(site).into_bytes());
+    let servers = site
+        .input
+        .object
+        .spec
+        .dhcp
+        .as_ref()
+        .map_or(vec![DhcpServer::Dnsmasq], |d| d.servers.clone());
+    for server in servers {
+        let (path, text) = dhcp::render(server, site, &values);
+        files.insert(path, text.into_bytes());
+    }
+    let mut lock = IpamLock {
+        allocations: site.allocations.clone(),
+        zones: BTreeMap::new(),
+    };
+    for zone in dns::zones(site, &values) {
+        let serial = site.lock.serial_for(&zone.name, &zone.digest);
+        files.insert(
+            format!("dns/{}.zone", zone.name),
+            zone.text(serial).into_bytes(),
+        );
+        lock.zones.insert(
+            zone.name.clone(),
+            ZoneSerial {
+                serial,
+                digest: zone.digest.clone(),
+            },
+        );
+    }
+    files.insert(LOCK_FILE.into(), lock.to_yaml().into_bytes());
+    Ok(Output {
+        name: site.name().to_string(),
+        kind: OutputKind::Site,
+        inputs_digest: cx.digest_for_site(site),
+        files,
+        machines,
+    })
+}
+
+/// The site menu: every machine chains to the executor, which answers
+/// with that machine's script (or a local-disk boot).
+fn menu(site: &SiteModel) -> String {
+    format!(
+        "#!ipxe\n\
+         # kiln boot menu for site {name}: ask the executor what this machine boots.\n\
+         # The MAC is sent as 52-54-00-12-34-56 (iPXE would percent-encode colons).\n\
+         :start\n\
+         chain --autofree {SERVER}/boot/ipxe?mac=${{net0/mac:hexhyp}} || goto retry\n\
+         :retry\n\
+         echo kiln: boot server {SERVER} unreachable, retrying in 10 s\n\
+         sleep 10\n\
+         goto start\n",
+        name = site.name()
+    )
+}
+
+struct MachineFiles {
+    files: Vec<(String, Vec<u8>)>,
+    planned: PlannedMachine,
+}
+
+/// Renders a machine's workflow: commissioning when asked, then install.
+fn machine(cx: &Context, site: &SiteModel, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
+    let name = m.name();
+    let mut diags = Diagnostics::default();
+    let mut files = Vec::new();
+    let mut steps = Vec::new();
+    let workflow: Vec<(&str, &Input<Blueprint>, String)> = m
+        .commission
+        .map(|c| {
+            (
+                "commission",
+                c,
+                format!("boot/machines/{name}.commission.ipxe"),
+            )
+        })
+        .into_iter()
+        .chain([("install", m.blueprint, format!("boot/machines/{name}.ipxe"))])
+        .collect();
+    for (step, blueprint, boot_script) in workflow {
+        match step_files(cx, site, m, blueprint, &boot_script) {
+            Ok((step_files, install_file)) => {
+                files.extend(step_files);
+                steps.push(WorkflowStep {
+                    name: step.into(),
+                    boot_script,
+                    install_file,
+                    artifacts: blueprint
+                        .object
+                        .spec
+                        .artifacts
+                        .values()
+                        .map(|a| PlannedArtifact {
+                            path: a.path.clone(),
+                            sha256: a.sha256.to_string(),
+                        })
+                        .collect(),
+                });
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    let primary = &m.interfaces[0];
+    diags.finish(MachineFiles {
+        files,
+        planned: PlannedMachine {
+            name: name.into(),
+            mac: primary.mac.clone(),
+            ip: primary.ip.to_string(),
+            blueprint: m.blueprint.object.name().into(),
+            generation: m.input.object.spec.generation,
+            steps,
+        },
+    })
+}
+
+type StepFiles = (Vec<(String, Vec<u8>)>, Option<String>);
+
+/// The boot script and install file of one step of a machine's workflow.
+fn step_files(
+    cx: &Context,
+    site: &SiteModel,
+    m: &MachineModel,
+    blueprint: &Input<Blueprint>,
+    boot_script: &str,
+) -> Result<StepFiles, Diagnostics> {
+    let name = m.name();
+    let bp_dir = format!("blueprints/{}/", blueprint.object.name());
+    let templates = &blueprint.object.spec.templates;
+    let install = templates.install.as_ref().map(|t| {
+        let file = t.rsplit('/').next().unwrap_or(t);
+        (
+            format!("{bp_dir}{t}"),
+            file.strip_suffix(".j2").unwrap_or(file).to_string(),
+        )
+    });
+    let context = machine_context(
+        cx,
+        site,
+        m,
+        blueprint,
+        install.as_ref().map(|(_, f)| f.as_str()),
+    );
+    let subject = format!("machine {name} of site {}", site.name());
+    let mut diags = Diagnostics::default();
+    let mut files = Vec::new();
+    let mut render = |template: String, field: &str, dest: String| {
+        if cx.repo.files.get(&template).is_none() {
+            diags.push(blueprint.error(
+                &format!("/spec/templates/{field}"),
+                false,
+                format!("template {template} does not exist"),
+            ));
+            return;
+        }
+        match cx
+            .engine
+            .render(&template, &context, &subject, &cx.repo.files)
+        {
+            Ok(text) => files.push((dest, text.into_bytes())),
+            Err(d) => diags.push(d),
+        }
+    };
+    render(
+        format!("{bp_dir}{}", templates.ipxe),
+        "ipxe",
+        boot_script.to_string(),
+    );
+    let install_file = install.map(|(template, file)| {
+        let dest = format!("install/{name}/{file}");
+        render(template, "install", dest.clone());
+        dest
+    });
+    diags.finish((files, install_file))
+}
+
+fn machine_context(
+    cx: &Context,
+    site: &SiteModel,
+    m: &MachineModel,
+    blueprint: &Input<Blueprint>,
+    install_file: Option<&str>,
+) -> Value {
+    let spec = &m.input.object.spec;
+    let interfaces: Vec<Value> = m
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| {
+            let net = &site.networks[iface.network];
+            json!({
+                "name": format!("eth{i}"),
+                "mac": iface.mac,
+                "network": net.name,
+                "ip": iface.ip.to_string(),
+                "prefix": net.net.prefix,
+                "netmask": net.net.netmask().to_string(),
+                "gateway": net.gateway.map(|g| g.to_string()),
+                "dns": net.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                "vlan": net.vlan,
+            })
+        })
+        .collect();
+    let primary = &interfaces[0];
+    let artifacts: Map<String, Value> = blueprint
+        .object
+        .spec
+        .artifacts
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone(),
+                json!({"path": a.path, "sha256": a.sha256.as_str(), "url": format!("{SERVER}/artifacts/{}", a.path)}),
+            )
+        })
+        .collect();
+    let values = merge(&cx.machine_layers(site.input, m.input, blueprint));
+    json!({
+        "machine": {
+            "name": m.name(),
+            "hostname": m.name(),
+            "fqdn": format!("{}.{}", m.name(), site.domain),
+            "mac": primary["mac"],
+            "ip": primary["ip"],
+            "prefix": primary["prefix"],
+            "interfaces": interfaces,
+            "serial": spec.serial,
+            "generation": spec.generation,
+            "labels": m.input.object.metadata.labels,
+            "commission": spec.commission,
+        },
+        "site": {"name": site.name(), "domain": site.domain, "bootServer": site.boot_server},
+        "blueprint": {
+            "name": blueprint.object.name(),
+            "os": blueprint.object.spec.os,
+            "version": blueprint.object.spec.version,
+            "artifacts": artifacts,
+        },
+        "install_url": install_file.map(|f| format!("{SERVER}/install/{TOKEN}/{f}")),
+        "report_url": format!("{SERVER}/v1/agents/facts"),
+        "token": TOKEN,
+        "server": SERVER,
+        "values": values,
+    })
+}

@@ -1,0 +1,519 @@
+//! The bare-metal site: every rendered file is accepted by the real
+//! software that consumes it, IPAM is stable, DNS serials only move when a
+//! zone changes, bad input is reported precisely, and no secret is written.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn lab() -> std::path::PathBuf {
+    repo_root().join("out/lab")
+}
+
+/// Runs a checker; the test fails (not skips) when it is missing.
+fn check(cmd: &str, args: &[&str], dir: &Path) {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test (.ci/deps installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} rejected the file:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn files_named(dir: &Path, suffix: &str) -> Vec<String> {
+    let found: Vec<String> = tree(dir)
+        .into_keys()
+        .filter(|p| p.ends_with(suffix))
+        .collect();
+    assert!(!found.is_empty(), "no {suffix} under {}", dir.display());
+    found
+}
+
+#[test]
+fn dnsmasq_accepts_its_config() {
+    check("dnsmasq", &["--test", "-C", "dhcp/dnsmasq.conf"], &lab());
+}
+
+#[test]
+fn kea_accepts_its_config() {
+    check("kea-dhcp4", &["-t", "dhcp/kea-dhcp4.json"], &lab());
+}
+
+#[test]
+fn isc_dhcpd_accepts_its_config() {
+    check("dhcpd", &["-t", "-4", "-cf", "dhcp/dhcpd.conf"], &lab());
+}
+
+#[test]
+fn every_zone_passes_named_checkzone() {
+    for zone in files_named(&lab(), ".zone") {
+        let name = zone.trim_start_matches("dns/").trim_end_matches(".zone");
+        check(
+            "named-checkzone",
+            &["-k", "fail", "-n", "fail", name, &zone],
+            &lab(),
+        );
+    }
+}
+
+#[test]
+fn every_a_record_has_its_ptr() {
+    let zones = tree(&lab().join("dns"));
+    let mut a = BTreeMap::new();
+    let mut ptr = BTreeMap::new();
+    for (file, bytes) in &zones {
+        let origin = file.trim_end_matches(".zone");
+        for line in String::from_utf8_lossy(bytes).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() == 4 && f[2] == "A" {
+                a.insert(format!("{}.{origin}.", f[0]), f[3].to_string());
+            }
+            if f.len() == 4 && f[2] == "PTR" {
+                let full = format!("{}.{}", f[0], origin.trim_end_matches(".in-addr.arpa"));
+                let ip: Vec<&str> = full.split('.').rev().collect();
+                ptr.insert(ip.join("."), f[3].to_string());
+            }
+        }
+    }
+    assert!(a.len() >= 10);
+    for (name, ip) in &a {
+        let back = ptr
+            .get(ip)
+            .unwrap_or_else(|| panic!("no PTR for {ip} ({name})"));
+        assert!(
+            a.get(back) == Some(ip),
+            "PTR of {ip} names {back}, whose A record is not {ip}"
+        );
+    }
+}
+
+#[test]
+fn every_kickstart_passes_ksvalidator_and_its_scripts_parse() {
+    for ks in files_named(&lab(), "ks.cfg") {
+        check("ksvalidator", &["-v", "RHEL9", &ks], &lab());
+        let text = std::fs::read_to_string(lab().join(&ks)).unwrap();
+        let mut script = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.starts_with("%post") || line.starts_with("%pre") || line.starts_with("%onerror")
+            {
+                inside = true;
+            } else if line.starts_with("%end") {
+                inside = false;
+            } else if inside {
+                script.push_str(line);
+                script.push('\n');
+            }
+        }
+        assert!(
+            script.contains("postinstall_done"),
+            "{ks} does not report completion"
+        );
+        let path = std::env::temp_dir().join(format!("kiln-post-{}.sh", std::process::id()));
+        std::fs::write(&path, script).unwrap();
+        check("bash", &["-n", path.to_str().unwrap()], &lab());
+    }
+}
+
+#[test]
+fn every_autounattend_is_well_formed_xml() {
+    for xml in files_named(&lab(), "autounattend.xml") {
+        check("xmllint", &["--noout", "--nonet", &xml], &lab());
+    }
+}
+
+#[test]
+fn ipxe_scripts_and_the_commissioning_script() {
+    for script in files_named(&lab(), ".ipxe") {
+        let text = std::fs::read_to_string(lab().join(&script)).unwrap();
+        assert!(text.starts_with("#!ipxe\n"), "{script}");
+    }
+    for sh in files_named(&lab(), "commission.sh") {
+        check("sh", &["-n", &sh], &lab());
+    }
+    let menu = std::fs::read_to_string(lab().join("boot/menu.ipxe")).unwrap();
+    assert!(menu.contains("@@kiln:server@@/boot/ipxe?mac=${net0/mac:hexhyp}"));
+}
+
+#[test]
+fn plan_lists_machines_and_their_workflows() {
+    let plan: kiln::plan::Plan =
+        serde_json::from_slice(&std::fs::read(lab().join("plan.json")).unwrap()).unwrap();
+    assert!(plan.machines.len() >= 8);
+    let node02 = plan.machines.iter().find(|m| m.name == "node-02").unwrap();
+    let steps: Vec<&str> = node02.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(steps, ["commission", "install"]);
+    assert_eq!(
+        node02.steps[0].boot_script,
+        "boot/machines/node-02.commission.ipxe"
+    );
+    for m in &plan.machines {
+        for s in &m.steps {
+            for f in s.install_file.iter().chain([&s.boot_script]) {
+                assert!(
+                    plan.files.iter().any(|p| &p.path == f),
+                    "{f} is not in the plan"
+                );
+            }
+        }
+    }
+}
+
+/// Renders and returns the lock's address of every machine interface.
+fn addresses(repo: &Path) -> BTreeMap<String, String> {
+    let run = kiln(repo, &["render", "lab"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = std::fs::read_to_string(repo.join("out/lab/ipam.lock.yaml")).unwrap();
+    let doc = kiln::yaml::parse_documents(&lock).unwrap().remove(0).value;
+    doc["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["mac"].as_str().unwrap().to_string(),
+                a["ip"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+const MACHINE: &str = "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata:\n  name: NAME\nspec:\n  blueprint: rhel9\n  interfaces:\n    - {mac: \"MAC\", network: prov}\n";
+
+fn machine(name: &str, mac: &str) -> String {
+    MACHINE.replace("NAME", name).replace("MAC", mac)
+}
+
+#[test]
+fn ipam_is_stable_when_machines_come_and_go() {
+    let repo = example_copy(true);
+    let before = addresses(repo.path());
+
+    // Add a machine in the middle of the name order: it takes the lowest
+    // free address, nobody else moves.
+    write(
+        repo.path(),
+        "sites/lab/machines/new.yaml",
+        &machine("node-025", "52:54:00:99:00:01"),
+    );
+    let added = addresses(repo.path());
+    for (mac, ip) in &before {
+        assert_eq!(
+            added.get(mac),
+            Some(ip),
+            "{mac} moved when a machine was added"
+        );
+    }
+    assert_eq!(added["52:54:00:99:00:01"], "10.20.1.8");
+
+    // Remove one: nobody else moves, its address is released.
+    edit(
+        repo.path(),
+        "sites/lab/machines/windows.yaml",
+        "  name: win-01",
+        "  name: win-01-gone",
+    );
+    let text =
+        std::fs::read_to_string(repo.path().join("sites/lab/machines/windows.yaml")).unwrap();
+    let kept: Vec<&str> = text
+        .split("---\n")
+        .filter(|d| !d.contains("win-01-gone"))
+        .collect();
+    write(
+        repo.path(),
+        "sites/lab/machines/windows.yaml",
+        &kept.join("---\n"),
+    );
+    let removed = addresses(repo.path());
+    assert!(!removed.contains_key("52:54:00:12:35:01"));
+    for (mac, ip) in &added {
+        if mac != "52:54:00:12:35:01" {
+            assert_eq!(
+                removed.get(mac),
+                Some(ip),
+                "{mac} moved when a machine was removed"
+            );
+        }
+    }
+
+    // Rename one: it keeps its address (allocations follow the interface),
+    // and so does everybody else.
+    edit(
+        repo.path(),
+        "sites/lab/machines/rack1.yaml",
+        "name: node-03",
+        "name: node-99",
+    );
+    let renamed = addresses(repo.path());
+    assert_eq!(renamed, removed);
+
+    // A fresh render from the lock alone reproduces every address.
+    let lock = std::fs::read(repo.path().join("out/lab/ipam.lock.yaml")).unwrap();
+    std::fs::remove_dir_all(repo.path().join("out")).unwrap();
+    std::fs::create_dir_all(repo.path().join("out/lab")).unwrap();
+    std::fs::write(repo.path().join("out/lab/ipam.lock.yaml"), lock).unwrap();
+    assert_eq!(addresses(repo.path()), renamed);
+}
+
+fn serials(repo: &Path) -> BTreeMap<String, u64> {
+    let lock = std::fs::read_to_string(repo.join("out/lab/ipam.lock.yaml")).unwrap();
+    let doc = kiln::yaml::parse_documents(&lock).unwrap().remove(0).value;
+    doc["zones"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["serial"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn soa_serials_move_only_when_a_zone_changes() {
+    let repo = example_copy(true);
+    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+    let first = serials(repo.path());
+    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+    assert_eq!(serials(repo.path()), first, "re-rendering changed a serial");
+    write(
+        repo.path(),
+        "sites/lab/machines/new.yaml",
+        &machine("extra", "52:54:00:99:00:02"),
+    );
+    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+    let second = serials(repo.path());
+    assert_eq!(second["lab.example.net"], first["lab.example.net"] + 1);
+    assert_eq!(
+        second["20.10.in-addr.arpa"],
+        first["20.10.in-addr.arpa"] + 1
+    );
+    assert_eq!(
+        second["4.30.10.in-addr.arpa"], first["4.30.10.in-addr.arpa"],
+        "an unchanged zone kept its serial"
+    );
+    // Taking the machine away again changes the zone back, but the serial
+    // still goes up: secondaries only transfer a zone whose serial grew.
+    std::fs::remove_file(repo.path().join("sites/lab/machines/new.yaml")).unwrap();
+    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+    assert_eq!(
+        serials(repo.path())["lab.example.net"],
+        first["lab.example.net"] + 2
+    );
+}
+
+/// Renders a broken copy; asserts exit 2, out/ untouched, and returns stderr.
+fn fails(prepare: impl FnOnce(&Path)) -> String {
+    let repo = example_copy(true);
+    let before = tree(&repo.path().join("out"));
+    prepare(repo.path());
+    let run = kiln(repo.path(), &["render"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(tree(&repo.path().join("out")), before);
+    run.stderr
+}
+
+const RACK1: &str = "sites/lab/machines/rack1.yaml";
+const NEW: &str = "sites/lab/machines/new.yaml";
+
+#[test]
+fn duplicate_mac() {
+    let err = fails(|r| write(r, NEW, &machine("zz-dup", "52:54:00:12:34:01")));
+    assert!(
+        err.contains(&format!(
+            "{NEW}:8:13: duplicate MAC 52:54:00:12:34:01: also an interface of machine `node-01`"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("duplicate IP"),
+        "one mistake, one error: {err}"
+    );
+}
+
+#[test]
+fn duplicate_mac_in_another_spelling() {
+    let err = fails(|r| write(r, NEW, &machine("zz-dup", "5254.0012.3401")));
+    assert!(err.contains("duplicate MAC 52:54:00:12:34:01"), "{err}");
+}
+
+#[test]
+fn duplicate_ip() {
+    let err = fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("zz-dup", "52:54:00:99:00:03")
+                .replace("network: prov}", "network: prov, ip: 10.20.1.10}"),
+        )
+    });
+    assert!(
+        err.contains(&format!(
+            "{NEW}:8:53: duplicate IP 10.20.1.10: also assigned to machine `node-01`"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_machine_name() {
+    let err = fails(|r| write(r, NEW, &machine("node-01", "52:54:00:99:00:04")));
+    assert!(
+        err.contains(&format!(
+            "{RACK1}:6:9: duplicate machine name `node-01`: also defined in {NEW}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn ip_outside_its_network() {
+    let err = fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("out", "52:54:00:99:00:05")
+                .replace("network: prov}", "network: prov, ip: 10.99.0.5}"),
+        )
+    });
+    assert!(
+        err.contains(&format!(
+            "{NEW}:8:53: IP 10.99.0.5 is outside network `prov` (10.20.0.0/16)"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn ip_inside_the_dhcp_range() {
+    let err = fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("dyn", "52:54:00:99:00:06")
+                .replace("network: prov}", "network: prov, ip: 10.20.0.150}"),
+        )
+    });
+    assert!(
+        err.contains("IP 10.20.0.150 is inside the dhcpRange 10.20.0.100-10.20.0.199"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overlapping_networks() {
+    let err = fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "cidr: 10.30.4.0/22",
+            "cidr: 10.20.128.0/22",
+        )
+    });
+    assert!(err.contains("sites/lab/site.yaml:19:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"), "{err}");
+}
+
+#[test]
+fn pool_exhausted() {
+    // Locked addresses use .1-.7 and .10 of a pool shrunk to .1-.12, which
+    // leaves four free; five new machines want one each.
+    let err = fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "pool: {start: 10.20.1.1, end: 10.20.1.254}",
+            "pool: {start: 10.20.1.1, end: 10.20.1.12}",
+        );
+        let docs: Vec<String> = (0..5)
+            .map(|i| machine(&format!("new-{i}"), &format!("52:54:00:99:01:0{i}")))
+            .collect();
+        write(r, NEW, &docs.join("---\n"));
+    });
+    assert!(
+        err.contains("sites/lab/site.yaml:16:13: pool 10.20.1.1-10.20.1.12 of network `prov` is exhausted: 5 new addresses wanted, 4 free"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_network() {
+    let err = fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("lost", "52:54:00:99:00:07").replace("network: prov", "network: mgmt"),
+        )
+    });
+    assert!(
+        err.contains(&format!(
+            "{NEW}:8:43: unknown network `mgmt`, expected one of prov, storage"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_blueprint() {
+    let err = fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("bp", "52:54:00:99:00:08").replace("blueprint: rhel9", "blueprint: rhel10"),
+        )
+    });
+    assert!(err.contains(&format!("{NEW}:6:14: unknown blueprint `rhel10`, expected one of commission, rhel9, talos, windows2022")), "{err}");
+}
+
+#[test]
+fn a_mac_that_is_not_one() {
+    let err = fails(|r| write(r, NEW, &machine("bad", "52:54:00:zz:00:09")));
+    assert!(
+        err.contains(&format!(
+            "{NEW}:8:13: mac `52:54:00:zz:00:09` is not a MAC address"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_secret_reaches_out() {
+    // The secrets an executor would hold for this site: none may appear in
+    // out/, and every password or key field is a placeholder.
+    let repo = example_copy(false);
+    let secrets = [
+        "$6$rounds=4096$s3cr3tSALT$hash",
+        "P@ssw0rd-admin!",
+        "talos-bootstrap-token-abcdef",
+    ];
+    write(repo.path(), "secrets/rhel-root-password-hash", secrets[0]);
+    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+    for (path, bytes) in tree(&repo.path().join("out/lab")) {
+        let text = String::from_utf8_lossy(&bytes);
+        for s in secrets {
+            assert!(!text.contains(s), "secret in out/{path}");
+        }
+        for element in ["<Password>", "<AdministratorPassword>"] {
+            for part in text.split(element).skip(1) {
+                let content = &part[..part.find("</").unwrap_or(part.len())];
+                assert!(
+                    content.contains("@@kiln:secret:"),
+                    "out/lab/{path}: {element} holds no placeholder"
+                );
+            }
+        }
+        for line in text.lines() {
+            let l = line.trim_start();
+            let secret_field = l.starts_with("rootpw")
+                || (path.ends_with("talos.yaml")
+                    && (l.starts_with("token:") || l.starts_with("key:")));
+            if secret_field {
+                assert!(line.contains("@@kiln:secret:"), "out/lab/{path}: {line}");
+            }
+        }
+    }
+}
