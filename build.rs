@@ -32,11 +32,7 @@ fn main() {
         let mut files = Vec::new();
         walk(&root.join(dir), &mut files);
         for file in files {
-            let rel = file
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
+            let rel = file.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
             let rel = rel.strip_prefix(strip).unwrap_or(&rel).to_string();
             entries.push((rel, file));
         }
@@ -46,12 +42,7 @@ fn main() {
     let mut f = fs::File::create(out).unwrap();
     writeln!(f, "pub const STARTER_FILES: &[(&str, &[u8])] = &[").unwrap();
     for (rel, file) in entries {
-        writeln!(
-            f,
-            "    ({rel:?}, include_bytes!({:?})),",
-            file.display().to_string()
-        )
-        .unwrap();
+        writeln!(f, "    ({rel:?}, include_bytes!({:?})),", file.display().to_string()).unwrap();
     }
     writeln!(f, "];").unwrap();
 }

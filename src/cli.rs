@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::kinds::Kind;
 use crate::merge::{set_path, Layer};
+use crate::progress::{step, JsonLines, Progress, Silent};
 use crate::render::{values_document, Options};
 use crate::yaml::{parse_documents, Document, Pos};
 
@@ -38,8 +39,16 @@ pub struct Cli {
     /// Where output goes (default: <repo>/out).
     #[arg(long, global = true, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Report each step as a JSON line on stderr.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub progress: Option<ProgressFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProgressFormat {
+    Json,
 }
 
 #[derive(Debug, clap::Args, Default)]
@@ -150,11 +159,7 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::INVALID_INPUT
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::INVALID_INPUT } else { exit::OK };
             let text = e.render().to_string();
             let _ = if e.use_stderr() {
                 stderr.write_all(text.as_bytes())
@@ -189,18 +194,38 @@ fn read_source(repo: &Path, file: &str) -> Option<Arc<str>> {
         .map(Arc::from)
 }
 
+/// What every command that reads the repository shares.
+pub struct Session<'a> {
+    pub repo: PathBuf,
+    pub out_dir: PathBuf,
+    pub progress: &'a dyn Progress,
+}
+
+impl Session<'_> {
+    /// Loads, resolves and renders the selected outputs in memory.
+    pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<crate::emit::Output>, Failure> {
+        let overrides = override_layers(values)?;
+        let options = Options { only: names, overrides };
+        Ok(crate::compile(&self.repo, &self.out_dir, &options, self.progress)?)
+    }
+}
+
 fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<i32, Failure> {
-    let out_dir = cli.out.clone().unwrap_or_else(|| cli.repo.join("out"));
+    let json_progress = JsonLines(Mutex::new(std::io::stderr()));
+    let session = Session {
+        out_dir: cli.out.clone().unwrap_or_else(|| cli.repo.join("out")),
+        repo: cli.repo.clone(),
+        progress: match cli.progress {
+            Some(ProgressFormat::Json) => &json_progress,
+            None => &Silent,
+        },
+    };
     match cli.command {
-        Command::Render {
-            names,
-            check,
-            values,
-        } => render(&cli.repo, &out_dir, names, check, &values, stdout, stderr),
+        Command::Render { names, check, values } => render(&session, names, check, &values, stdout, stderr),
         Command::Validate { names, values } => {
             let started = Instant::now();
-            let outputs = load_and_render(&cli.repo, &out_dir, names, &values)?;
-            let files: usize = outputs.iter().map(|o| o.files.len() + 1).sum();
+            let outputs = session.compile(names, &values)?;
+            let files: usize = outputs.iter().map(|o| o.files.len()).sum();
             writeln!(
                 stdout,
                 "ok: {} outputs, {files} files valid in {} ms",
@@ -215,23 +240,8 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
     }
 }
 
-fn load_and_render(
-    repo: &Path,
-    out_dir: &Path,
-    names: Vec<String>,
-    values: &ValueArgs,
-) -> Result<Vec<crate::emit::Output>, Failure> {
-    let overrides = override_layers(values)?;
-    let options = Options {
-        only: names,
-        overrides,
-    };
-    Ok(crate::compile(repo, out_dir, &options)?)
-}
-
 fn render(
-    repo: &Path,
-    out_dir: &Path,
+    session: &Session,
     names: Vec<String>,
     check: bool,
     values: &ValueArgs,
@@ -240,35 +250,33 @@ fn render(
 ) -> Result<i32, Failure> {
     let started = Instant::now();
     let all = names.is_empty();
-    let outputs = load_and_render(repo, out_dir, names, values)?;
+    let (out_dir, progress) = (&session.out_dir, session.progress);
+    let outputs = session.compile(names, values)?;
     if check {
-        let stale = crate::emit::check(out_dir, &outputs, all)?;
+        let stale = step(progress, "check", None, || crate::emit::check(out_dir, &outputs, all))?;
         if stale.is_empty() {
             writeln!(stdout, "out/ is up to date ({} outputs)", outputs.len())?;
             return Ok(exit::OK);
         }
-        writeln!(
-            stdout,
-            "out/ is stale; these files differ from a fresh render:"
-        )?;
+        writeln!(stdout, "out/ is stale; these files differ from a fresh render:")?;
         for path in &stale {
             writeln!(stdout, "  {path}")?;
         }
         return Ok(exit::DIFFERENCES);
     }
-    let report = crate::emit::write(out_dir, &outputs, all)?;
+    let report = step(progress, "write", None, || crate::emit::write(out_dir, &outputs, all))?;
+    let removed = if report.removed.is_empty() {
+        String::new()
+    } else {
+        format!(", removed {}", report.removed.join(", "))
+    };
     writeln!(
         stderr,
-        "rendered {} outputs in {} ms: {} written, {} unchanged{}",
+        "rendered {} outputs in {} ms: {} written, {} unchanged{removed}",
         outputs.len(),
         started.elapsed().as_millis(),
         report.written.len(),
         report.unchanged.len(),
-        if report.removed.is_empty() {
-            String::new()
-        } else {
-            format!(", removed {}", report.removed.join(", "))
-        }
     )?;
     Ok(exit::OK)
 }
@@ -302,8 +310,7 @@ pub fn override_layers(args: &ValueArgs) -> Result<Vec<Layer>, Failure> {
     let mut diags = Diagnostics::default();
     for path in &args.values {
         let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
         match values_document(&file, &text) {
             Ok(doc) => layers.push(Layer {
                 name: "values file".into(),

@@ -31,11 +31,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.pos.line, self.pos.col, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
     }
 }
 
@@ -79,10 +75,7 @@ impl Diagnostics {
                 .and_then(|t| t.lines().nth(d.pos.line.checked_sub(1)? as usize));
             if let Some(line) = line {
                 let gutter = d.pos.line.to_string();
-                let marker_col = line
-                    .chars()
-                    .take(d.pos.col.saturating_sub(1) as usize)
-                    .count();
+                let marker_col = line.chars().take(d.pos.col.saturating_sub(1) as usize).count();
                 out.push_str(&format!(" {gutter} | {line}\n"));
                 out.push_str(&format!(
                     " {} | {}^\n",

@@ -12,12 +12,15 @@ pub mod emit;
 pub mod load;
 pub mod merge;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod resolve;
 pub mod scaffold;
 pub mod yaml;
 
 use std::path::Path;
+
+use progress::{step, Progress};
 
 /// Loads the repository at `root` (with the IPAM locks under `out_dir`),
 /// resolves and renders it in memory. Every problem of the load and resolve
@@ -26,9 +29,11 @@ pub fn compile(
     root: &Path,
     out_dir: &Path,
     options: &render::Options,
+    progress: &dyn Progress,
 ) -> Result<Vec<emit::Output>, diag::Diagnostics> {
-    let (repo, diags) = load::load(root, out_dir);
-    compile_repo(&repo, diags, options)
+    let (repo, diags) = step(progress, "load", None, || Ok::<_, ()>(load::load(root, out_dir)))
+        .expect("load reports problems as diagnostics");
+    compile_repo(&repo, diags, options, progress)
 }
 
 /// Resolves and renders an already loaded repository.
@@ -36,10 +41,13 @@ pub fn compile_repo(
     repo: &load::Repo,
     mut diags: diag::Diagnostics,
     options: &render::Options,
+    progress: &dyn Progress,
 ) -> Result<Vec<emit::Output>, diag::Diagnostics> {
-    diags.extend(resolve::check(repo));
-    let (sites, site_diags) = resolve::site::sites(repo);
-    diags.extend(site_diags);
-    diags.finish(())?;
-    render::render(repo, &sites, options)
+    let sites = step(progress, "resolve", None, || {
+        diags.extend(resolve::check(repo));
+        let (sites, site_diags) = resolve::site::sites(repo);
+        diags.extend(site_diags);
+        std::mem::take(&mut diags).finish(sites)
+    })?;
+    render::render(repo, &sites, options, progress)
 }

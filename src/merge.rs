@@ -71,9 +71,7 @@ fn merge_map(
                 target.remove(key);
             }
             Value::Object(map) => {
-                let slot = target
-                    .entry(key.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let slot = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -89,15 +87,12 @@ fn merge_map(
             }
         }
         if let Some(provenance) = provenance {
-            provenance
-                .entry(dotted(&pointer))
-                .or_default()
-                .push(Contribution {
-                    layer: layer.name.clone(),
-                    file: layer.file.clone(),
-                    pos: layer.doc.locate(&pointer, false),
-                    value: value.clone(),
-                });
+            provenance.entry(dotted(&pointer)).or_default().push(Contribution {
+                layer: layer.name.clone(),
+                file: layer.file.clone(),
+                pos: layer.doc.locate(&pointer, false),
+                value: value.clone(),
+            });
         }
     }
 }
@@ -156,10 +151,7 @@ mod tests {
             serde_json::json!({"x": {"y": 3, "list": [9]}, "keep": true})
         );
         assert_eq!(merge(&layers), merged);
-        let y: Vec<(&str, u32)> = prov["x.y"]
-            .iter()
-            .map(|c| (c.layer.as_str(), c.pos.line))
-            .collect();
+        let y: Vec<(&str, u32)> = prov["x.y"].iter().map(|c| (c.layer.as_str(), c.pos.line)).collect();
         assert_eq!(y, [("a", 1), ("b", 2)]);
         assert!(prov["x.z"][1].value.is_null());
     }

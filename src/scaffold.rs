@@ -33,9 +33,7 @@ fn document(kind: &str, name: &str, spec: Map<String, Value>) -> String {
 fn write_new(repo: &Path, rel: &str, text: &str, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let path = repo.join(rel);
     if path.exists() {
-        return Err(usage_error(format!(
-            "{rel} already exists; kiln new never overwrites"
-        )));
+        return Err(usage_error(format!("{rel} already exists; kiln new never overwrites")));
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -54,10 +52,7 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
                 spec.insert("domain".into(), domain.into());
             }
             spec.insert("values".into(), json!({}));
-            (
-                format!("sites/{name}/site.yaml"),
-                document("Site", &name, spec),
-            )
+            (format!("sites/{name}/site.yaml"), document("Site", &name, spec))
         }
         NewCommand::Cluster {
             name,
@@ -72,12 +67,11 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
         } => {
             check_name(&name)?;
             if !repo.join(format!("sites/{site}/site.yaml")).is_file() {
-                return Err(usage_error(format!("no site `{site}` (sites/{site}/site.yaml); create it with `kiln new site {site}`")));
+                return Err(usage_error(format!(
+                    "no site `{site}` (sites/{site}/site.yaml); create it with `kiln new site {site}`"
+                )));
             }
-            if !repo
-                .join(format!("clusters/{provider}/values.example.yaml"))
-                .is_file()
-            {
+            if !repo.join(format!("clusters/{provider}/values.example.yaml")).is_file() {
                 return Err(usage_error(format!(
                     "unknown provider `{provider}` (no clusters/{provider}/)"
                 )));
@@ -97,10 +91,7 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
                 "talosVersion".into(),
                 crate::render::cluster::DEFAULT_TALOS_VERSION.into(),
             );
-            spec.insert(
-                "controlPlane".into(),
-                json!({"replicas": 3, "cpu": 4, "memory": "8Gi"}),
-            );
+            spec.insert("controlPlane".into(), json!({"replicas": 3, "cpu": 4, "memory": "8Gi"}));
             spec.insert(
                 "workers".into(),
                 json!({"replicas": workers.unwrap_or(3), "cpu": cpu.unwrap_or(4), "memory": memory.unwrap_or_else(|| "16Gi".into())}),
@@ -127,9 +118,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
     if ok {
         Ok(())
     } else {
-        Err(usage_error(format!(
-            "`{name}` is not a lowercase DNS label"
-        )))
+        Err(usage_error(format!("`{name}` is not a lowercase DNS label")))
     }
 }
 

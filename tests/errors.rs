@@ -11,16 +11,8 @@ fn render_fails(prepare: impl FnOnce(&std::path::Path)) -> String {
     let before = tree(&repo.path().join("out"));
     prepare(repo.path());
     let run = kiln(repo.path(), &["render"]);
-    assert_eq!(
-        run.code, 2,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    assert_eq!(
-        tree(&repo.path().join("out")),
-        before,
-        "out/ changed on an input error"
-    );
+    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(tree(&repo.path().join("out")), before, "out/ changed on an input error");
     run.stderr
 }
 
@@ -40,11 +32,7 @@ fn at_token(rel: &str, line_with: &str, token: &str) -> String {
         .find(|(_, l)| l.contains(line_with))
         .expect("needle in file");
     let start = line.find(line_with).unwrap();
-    format!(
-        "{rel}:{}:{}",
-        n + 1,
-        start + line[start..].find(token).unwrap() + 1
-    )
+    format!("{rel}:{}:{}", n + 1, start + line[start..].find(token).unwrap() + 1)
 }
 
 #[test]
@@ -66,35 +54,21 @@ fn yaml_syntax_error() {
 fn wrong_type() {
     let err = render_fails(|r| edit(r, CLUSTER, "replicas: 3", "replicas: three"));
     let place = at_token(CLUSTER, "replicas: 3", "3");
-    let expected =
-        format!("{place}: replicas has the wrong type: expected an integer, found a string");
+    let expected = format!("{place}: replicas has the wrong type: expected an integer, found a string");
     assert!(err.contains(&expected), "expected {expected}\n{err}");
-    assert!(
-        err.contains("replicas: three"),
-        "the offending line is shown: {err}"
-    );
+    assert!(err.contains("replicas: three"), "the offending line is shown: {err}");
 }
 
 #[test]
 fn unknown_field() {
-    let err = render_fails(|r| {
-        edit(
-            r,
-            CLUSTER,
-            "  provider: aws",
-            "  provider: aws\n  providr: aws",
-        )
-    });
+    let err = render_fails(|r| edit(r, CLUSTER, "  provider: aws", "  provider: aws\n  providr: aws"));
     assert!(
         err.contains("unknown field `providr`, expected one of `provider`"),
         "{err}"
     );
     let place = at(CLUSTER, "provider: aws");
     let next_line = place.replace(":8:", ":9:");
-    assert!(
-        err.contains(&format!("{next_line}: unknown field")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{next_line}: unknown field")), "{err}");
 }
 
 #[test]
@@ -164,10 +138,7 @@ fn template_with_undefined_value() {
         .unwrap()
         .lines()
         .count();
-    let expected = format!(
-        "clusters/templates/namespace.yaml.j2:{}:6: undefined value",
-        lines + 1
-    );
+    let expected = format!("clusters/templates/namespace.yaml.j2:{}:6: undefined value", lines + 1);
     assert!(err.contains(&expected), "expected {expected}\n{err}");
     assert!(err.contains("(rendering cluster prod-aws)"), "{err}");
 }

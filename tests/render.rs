@@ -103,10 +103,7 @@ fn a_change_rewrites_only_changed_files_and_removes_stale_ones() {
         find(&after),
         "an unchanged file keeps its inode and mtime"
     );
-    let other_output: Vec<_> = before
-        .iter()
-        .filter(|x| x.0.starts_with("web-azure/"))
-        .collect();
+    let other_output: Vec<_> = before.iter().filter(|x| x.0.starts_with("web-azure/")).collect();
     assert!(other_output.iter().all(|x| after.contains(x)));
 }
 
@@ -128,11 +125,7 @@ fn a_failed_render_leaves_out_untouched() {
         "replicas: 3",
         "replicas: 4",
     );
-    let run = kiln_env(
-        repo.path(),
-        &["render"],
-        &[("KILN_TEST_FAIL_AFTER_FILES", "5")],
-    );
+    let run = kiln_env(repo.path(), &["render"], &[("KILN_TEST_FAIL_AFTER_FILES", "5")]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("injected failure"), "{}", run.stderr);
     assert_eq!(tree(&out), before, "out/ changed after a failed render");
@@ -151,8 +144,7 @@ fn a_killed_render_leaves_every_output_whole() {
     // A repository big enough that a render takes a while; kill it at
     // several points and check each output is entirely old or entirely new.
     let repo = example_copy(false);
-    let base =
-        std::fs::read_to_string(repo.path().join("sites/eu/clusters/prod-aws.yaml")).unwrap();
+    let base = std::fs::read_to_string(repo.path().join("sites/eu/clusters/prod-aws.yaml")).unwrap();
     let base = base.split("patches:").next().unwrap().to_string();
     for i in 0..150 {
         write(
@@ -223,21 +215,13 @@ fn check_is_clean_after_render_and_stale_after_an_edit() {
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("web-azure/plan.json"), "{}", run.stdout);
     assert!(!run.stdout.contains("prod-aws/"), "{}", run.stdout);
-    assert_eq!(
-        tree(&repo.path().join("out")),
-        before,
-        "--check wrote something"
-    );
+    assert_eq!(tree(&repo.path().join("out")), before, "--check wrote something");
 }
 
 #[test]
 fn set_and_values_files_are_the_top_layers() {
     let repo = example_copy(false);
-    write(
-        repo.path(),
-        "extra.yaml",
-        "cilium:\n  version: \"1.17.0\"\n",
-    );
+    write(repo.path(), "extra.yaml", "cilium:\n  version: \"1.17.0\"\n");
     let extra = repo.path().join("extra.yaml");
     let extra = extra.to_str().unwrap();
     let run = kiln(repo.path(), &["render", "prod-aws", "-f", extra]);
@@ -248,14 +232,7 @@ fn set_and_values_files_are_the_top_layers() {
         .contains("version: \"1.17.0\""));
     let run = kiln(
         repo.path(),
-        &[
-            "render",
-            "prod-aws",
-            "-f",
-            extra,
-            "--set",
-            "cilium.version=1.16.1",
-        ],
+        &["render", "prod-aws", "-f", extra, "--set", "cilium.version=1.16.1"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(std::fs::read_to_string(repo.path().join(rel))
@@ -302,23 +279,12 @@ fn new_cluster_writes_a_document_that_renders() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let doc = std::fs::read_to_string(repo.path().join("sites/us/clusters/batch.yaml")).unwrap();
-    assert!(
-        doc.contains("replicas: 5") && doc.contains("provider: gcp"),
-        "{doc}"
-    );
+    assert!(doc.contains("replicas: 5") && doc.contains("provider: gcp"), "{doc}");
     let run = kiln(repo.path(), &["render", "batch"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = kiln(
         repo.path(),
-        &[
-            "new",
-            "cluster",
-            "batch",
-            "--site",
-            "us",
-            "--provider",
-            "gcp",
-        ],
+        &["new", "cluster", "batch", "--site", "us", "--provider", "gcp"],
     );
     assert_eq!(run.code, 2, "new never overwrites");
     let run = kiln(

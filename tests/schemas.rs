@@ -56,8 +56,7 @@ fn rendered_manifests_validate_against_upstream_schemas() {
             continue;
         }
         let text = String::from_utf8(bytes).unwrap();
-        let docs =
-            kiln::yaml::parse_documents(&text).unwrap_or_else(|e| panic!("{rel}: {}", e.message));
+        let docs = kiln::yaml::parse_documents(&text).unwrap_or_else(|e| panic!("{rel}: {}", e.message));
         for doc in docs {
             let Some(path) = schema_path(&doc.value, &rel) else {
                 failures.push(format!("{rel}: no apiVersion/kind and not a Talos config"));
@@ -68,8 +67,7 @@ fn rendered_manifests_validate_against_upstream_schemas() {
                 continue;
             }
             let validator = validators.entry(path.clone()).or_insert_with(|| {
-                let mut schema: Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let mut schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
                 allow_nullable(&mut schema);
                 jsonschema::validator_for(&schema).unwrap()
             });

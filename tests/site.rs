@@ -29,10 +29,7 @@ fn check(cmd: &str, args: &[&str], dir: &Path) {
 }
 
 fn files_named(dir: &Path, suffix: &str) -> Vec<String> {
-    let found: Vec<String> = tree(dir)
-        .into_keys()
-        .filter(|p| p.ends_with(suffix))
-        .collect();
+    let found: Vec<String> = tree(dir).into_keys().filter(|p| p.ends_with(suffix)).collect();
     assert!(!found.is_empty(), "no {suffix} under {}", dir.display());
     found
 }
@@ -56,11 +53,7 @@ fn isc_dhcpd_accepts_its_config() {
 fn every_zone_passes_named_checkzone() {
     for zone in files_named(&lab(), ".zone") {
         let name = zone.trim_start_matches("dns/").trim_end_matches(".zone");
-        check(
-            "named-checkzone",
-            &["-k", "fail", "-n", "fail", name, &zone],
-            &lab(),
-        );
+        check("named-checkzone", &["-k", "fail", "-n", "fail", name, &zone], &lab());
     }
 }
 
@@ -85,9 +78,7 @@ fn every_a_record_has_its_ptr() {
     }
     assert!(a.len() >= 10);
     for (name, ip) in &a {
-        let back = ptr
-            .get(ip)
-            .unwrap_or_else(|| panic!("no PTR for {ip} ({name})"));
+        let back = ptr.get(ip).unwrap_or_else(|| panic!("no PTR for {ip} ({name})"));
         assert!(
             a.get(back) == Some(ip),
             "PTR of {ip} names {back}, whose A record is not {ip}"
@@ -103,8 +94,7 @@ fn every_kickstart_passes_ksvalidator_and_its_scripts_parse() {
         let mut script = String::new();
         let mut inside = false;
         for line in text.lines() {
-            if line.starts_with("%post") || line.starts_with("%pre") || line.starts_with("%onerror")
-            {
+            if line.starts_with("%post") || line.starts_with("%pre") || line.starts_with("%onerror") {
                 inside = true;
             } else if line.starts_with("%end") {
                 inside = false;
@@ -113,10 +103,7 @@ fn every_kickstart_passes_ksvalidator_and_its_scripts_parse() {
                 script.push('\n');
             }
         }
-        assert!(
-            script.contains("postinstall_done"),
-            "{ks} does not report completion"
-        );
+        assert!(script.contains("postinstall_done"), "{ks} does not report completion");
         let path = std::env::temp_dir().join(format!("kiln-post-{}.sh", std::process::id()));
         std::fs::write(&path, script).unwrap();
         check("bash", &["-n", path.to_str().unwrap()], &lab());
@@ -145,23 +132,16 @@ fn ipxe_scripts_and_the_commissioning_script() {
 
 #[test]
 fn plan_lists_machines_and_their_workflows() {
-    let plan: kiln::plan::Plan =
-        serde_json::from_slice(&std::fs::read(lab().join("plan.json")).unwrap()).unwrap();
+    let plan: kiln::plan::Plan = serde_json::from_slice(&std::fs::read(lab().join("plan.json")).unwrap()).unwrap();
     assert!(plan.machines.len() >= 8);
     let node02 = plan.machines.iter().find(|m| m.name == "node-02").unwrap();
     let steps: Vec<&str> = node02.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(steps, ["commission", "install"]);
-    assert_eq!(
-        node02.steps[0].boot_script,
-        "boot/machines/node-02.commission.ipxe"
-    );
+    assert_eq!(node02.steps[0].boot_script, "boot/machines/node-02.commission.ipxe");
     for m in &plan.machines {
         for s in &m.steps {
             for f in s.install_file.iter().chain([&s.boot_script]) {
-                assert!(
-                    plan.files.iter().any(|p| &p.path == f),
-                    "{f} is not in the plan"
-                );
+                assert!(plan.files.iter().any(|p| &p.path == f), "{f} is not in the plan");
             }
         }
     }
@@ -206,11 +186,7 @@ fn ipam_is_stable_when_machines_come_and_go() {
     );
     let added = addresses(repo.path());
     for (mac, ip) in &before {
-        assert_eq!(
-            added.get(mac),
-            Some(ip),
-            "{mac} moved when a machine was added"
-        );
+        assert_eq!(added.get(mac), Some(ip), "{mac} moved when a machine was added");
     }
     assert_eq!(added["52:54:00:99:00:01"], "10.20.1.8");
 
@@ -221,26 +197,14 @@ fn ipam_is_stable_when_machines_come_and_go() {
         "  name: win-01",
         "  name: win-01-gone",
     );
-    let text =
-        std::fs::read_to_string(repo.path().join("sites/lab/machines/windows.yaml")).unwrap();
-    let kept: Vec<&str> = text
-        .split("---\n")
-        .filter(|d| !d.contains("win-01-gone"))
-        .collect();
-    write(
-        repo.path(),
-        "sites/lab/machines/windows.yaml",
-        &kept.join("---\n"),
-    );
+    let text = std::fs::read_to_string(repo.path().join("sites/lab/machines/windows.yaml")).unwrap();
+    let kept: Vec<&str> = text.split("---\n").filter(|d| !d.contains("win-01-gone")).collect();
+    write(repo.path(), "sites/lab/machines/windows.yaml", &kept.join("---\n"));
     let removed = addresses(repo.path());
     assert!(!removed.contains_key("52:54:00:12:35:01"));
     for (mac, ip) in &added {
         if mac != "52:54:00:12:35:01" {
-            assert_eq!(
-                removed.get(mac),
-                Some(ip),
-                "{mac} moved when a machine was removed"
-            );
+            assert_eq!(removed.get(mac), Some(ip), "{mac} moved when a machine was removed");
         }
     }
 
@@ -289,10 +253,7 @@ fn soa_serials_move_only_when_a_zone_changes() {
     assert_eq!(kiln(repo.path(), &["render"]).code, 0);
     let second = serials(repo.path());
     assert_eq!(second["lab.example.net"], first["lab.example.net"] + 1);
-    assert_eq!(
-        second["20.10.in-addr.arpa"],
-        first["20.10.in-addr.arpa"] + 1
-    );
+    assert_eq!(second["20.10.in-addr.arpa"], first["20.10.in-addr.arpa"] + 1);
     assert_eq!(
         second["4.30.10.in-addr.arpa"], first["4.30.10.in-addr.arpa"],
         "an unchanged zone kept its serial"
@@ -301,10 +262,7 @@ fn soa_serials_move_only_when_a_zone_changes() {
     // still goes up: secondaries only transfer a zone whose serial grew.
     std::fs::remove_file(repo.path().join("sites/lab/machines/new.yaml")).unwrap();
     assert_eq!(kiln(repo.path(), &["render"]).code, 0);
-    assert_eq!(
-        serials(repo.path())["lab.example.net"],
-        first["lab.example.net"] + 2
-    );
+    assert_eq!(serials(repo.path())["lab.example.net"], first["lab.example.net"] + 2);
 }
 
 /// Renders a broken copy; asserts exit 2, out/ untouched, and returns stderr.
@@ -330,10 +288,7 @@ fn duplicate_mac() {
         )),
         "{err}"
     );
-    assert!(
-        !err.contains("duplicate IP"),
-        "one mistake, one error: {err}"
-    );
+    assert!(!err.contains("duplicate IP"), "one mistake, one error: {err}");
 }
 
 #[test]
@@ -348,8 +303,7 @@ fn duplicate_ip() {
         write(
             r,
             NEW,
-            &machine("zz-dup", "52:54:00:99:00:03")
-                .replace("network: prov}", "network: prov, ip: 10.20.1.10}"),
+            &machine("zz-dup", "52:54:00:99:00:03").replace("network: prov}", "network: prov, ip: 10.20.1.10}"),
         )
     });
     assert!(
@@ -377,8 +331,7 @@ fn ip_outside_its_network() {
         write(
             r,
             NEW,
-            &machine("out", "52:54:00:99:00:05")
-                .replace("network: prov}", "network: prov, ip: 10.99.0.5}"),
+            &machine("out", "52:54:00:99:00:05").replace("network: prov}", "network: prov, ip: 10.99.0.5}"),
         )
     });
     assert!(
@@ -395,8 +348,7 @@ fn ip_inside_the_dhcp_range() {
         write(
             r,
             NEW,
-            &machine("dyn", "52:54:00:99:00:06")
-                .replace("network: prov}", "network: prov, ip: 10.20.0.150}"),
+            &machine("dyn", "52:54:00:99:00:06").replace("network: prov}", "network: prov, ip: 10.20.0.150}"),
         )
     });
     assert!(
@@ -407,15 +359,11 @@ fn ip_inside_the_dhcp_range() {
 
 #[test]
 fn overlapping_networks() {
-    let err = fails(|r| {
-        edit(
-            r,
-            "sites/lab/site.yaml",
-            "cidr: 10.30.4.0/22",
-            "cidr: 10.20.128.0/22",
-        )
-    });
-    assert!(err.contains("sites/lab/site.yaml:19:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"), "{err}");
+    let err = fails(|r| edit(r, "sites/lab/site.yaml", "cidr: 10.30.4.0/22", "cidr: 10.20.128.0/22"));
+    assert!(
+        err.contains("sites/lab/site.yaml:19:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -466,16 +414,19 @@ fn unknown_blueprint() {
             &machine("bp", "52:54:00:99:00:08").replace("blueprint: rhel9", "blueprint: rhel10"),
         )
     });
-    assert!(err.contains(&format!("{NEW}:6:14: unknown blueprint `rhel10`, expected one of commission, rhel9, talos, windows2022")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{NEW}:6:14: unknown blueprint `rhel10`, expected one of commission, rhel9, talos, windows2022"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_mac_that_is_not_one() {
     let err = fails(|r| write(r, NEW, &machine("bad", "52:54:00:zz:00:09")));
     assert!(
-        err.contains(&format!(
-            "{NEW}:8:13: mac `52:54:00:zz:00:09` is not a MAC address"
-        )),
+        err.contains(&format!("{NEW}:8:13: mac `52:54:00:zz:00:09` is not a MAC address")),
         "{err}"
     );
 }
@@ -509,8 +460,7 @@ fn no_secret_reaches_out() {
         for line in text.lines() {
             let l = line.trim_start();
             let secret_field = l.starts_with("rootpw")
-                || (path.ends_with("talos.yaml")
-                    && (l.starts_with("token:") || l.starts_with("key:")));
+                || (path.ends_with("talos.yaml") && (l.starts_with("token:") || l.starts_with("key:")));
             if secret_field {
                 assert!(line.contains("@@kiln:secret:"), "out/lab/{path}: {line}");
             }

@@ -22,12 +22,13 @@ pub struct Output {
     pub name: String,
     pub kind: OutputKind,
     pub inputs_digest: String,
-    /// Path within the output → content. Does not hold `plan.json`.
+    /// Path within the output → content; `plan.json` once sealed.
     pub files: BTreeMap<String, Vec<u8>>,
     pub machines: Vec<PlannedMachine>,
 }
 
 impl Output {
+    /// The plan of the output's files (all but `plan.json` itself).
     pub fn plan(&self) -> Plan {
         Plan {
             name: self.name.clone(),
@@ -35,7 +36,8 @@ impl Output {
             inputs_digest: self.inputs_digest.clone(),
             files: self
                 .files
-                .iter()
+                .par_iter()
+                .filter(|(path, _)| path.as_str() != PLAN_FILE)
                 .map(|(path, bytes)| PlannedFile {
                     path: path.clone(),
                     size: bytes.len() as u64,
@@ -46,13 +48,12 @@ impl Output {
         }
     }
 
-    /// Every file of the output, `plan.json` included.
-    pub fn sealed(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut files = self.files.clone();
+    /// Adds `plan.json`, listing every other file with its SHA-256.
+    pub fn seal(mut self) -> Output {
         let mut plan = serde_json::to_vec_pretty(&self.plan()).expect("plans serialize");
         plan.push(b'\n');
-        files.insert(PLAN_FILE.to_string(), plan);
-        files
+        self.files.insert(PLAN_FILE.to_string(), plan);
+        self
     }
 }
 
@@ -71,10 +72,7 @@ pub struct WriteReport {
 
 /// A hook for the atomicity tests: fail after staging this many files.
 fn injected_failure_after() -> Option<usize> {
-    std::env::var("KILN_TEST_FAIL_AFTER_FILES")
-        .ok()?
-        .parse()
-        .ok()
+    std::env::var("KILN_TEST_FAIL_AFTER_FILES").ok()?.parse().ok()
 }
 
 /// Writes `outputs` under `out_dir`. With `prune`, output directories that
@@ -82,14 +80,13 @@ fn injected_failure_after() -> Option<usize> {
 pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<WriteReport> {
     fs::create_dir_all(out_dir)?;
     remove_leftover_staging(out_dir)?;
-    let sealed: Vec<(&Output, BTreeMap<String, Vec<u8>>)> =
-        outputs.par_iter().map(|o| (o, o.sealed())).collect();
 
     let mut report = WriteReport::default();
     let mut staged = Vec::new();
     let budget = injected_failure_after().map(std::sync::atomic::AtomicUsize::new);
     let result = (|| -> io::Result<()> {
-        for (output, files) in &sealed {
+        for output in outputs {
+            let files = &output.files;
             let target = out_dir.join(&output.name);
             if stale_files(&target, files)?.is_empty() {
                 report.unchanged.push(output.name.clone());
@@ -156,17 +153,13 @@ fn stage(
         if let Some(budget) = budget {
             let left = budget.load(std::sync::atomic::Ordering::SeqCst);
             if left == 0 {
-                return Err(io::Error::other(
-                    "injected failure (KILN_TEST_FAIL_AFTER_FILES)",
-                ));
+                return Err(io::Error::other("injected failure (KILN_TEST_FAIL_AFTER_FILES)"));
             }
             budget.store(left - 1, std::sync::atomic::Ordering::SeqCst);
         }
         let old = target.join(path);
         let new = staging.join(path);
-        if fs::read(&old).is_ok_and(|current| current == *bytes)
-            && fs::hard_link(&old, &new).is_ok()
-        {
+        if fs::read(&old).is_ok_and(|current| current == *bytes) && fs::hard_link(&old, &new).is_ok() {
             return Ok(());
         }
         fs::write(&new, bytes)
@@ -176,11 +169,7 @@ fn stage(
 fn remove_leftover_staging(out_dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(out_dir)? {
         let entry = entry?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(STAGING_PREFIX)
-        {
+        if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
             fs::remove_dir_all(entry.path())?;
         }
     }
@@ -216,15 +205,10 @@ pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<
         .map(|(path, _)| path.clone())
         .collect();
     if dir.is_dir() {
-        for entry in walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-        {
+        for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
             if entry.file_type().is_file() {
                 let rel = entry.path().strip_prefix(dir).expect("walked under dir");
-                let rel = rel
-                    .to_string_lossy()
-                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                 if !files.contains_key(&rel) {
                     stale.push(rel);
                 }
@@ -240,7 +224,7 @@ pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<
 pub fn check(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<String>> {
     let mut stale = Vec::new();
     for output in outputs {
-        for path in stale_files(&out_dir.join(&output.name), &output.sealed())? {
+        for path in stale_files(&out_dir.join(&output.name), &output.files)? {
             stale.push(format!("{}/{path}", output.name));
         }
     }

@@ -331,13 +331,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Site,
-        Kind::Machine,
-        Kind::Blueprint,
-        Kind::Cluster,
-        Kind::Recipe,
-    ];
+    pub const ALL: [Kind; 5] = [Kind::Site, Kind::Machine, Kind::Blueprint, Kind::Cluster, Kind::Recipe];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -350,9 +344,7 @@ impl Kind {
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(name))
+        Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(name))
     }
 
     /// The JSON Schema of this kind's documents.

@@ -112,23 +112,13 @@ pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
 }
 
 /// Reads `<out>/<site>/ipam.lock.yaml` for every site that has one.
-fn read_locks(
-    root: &Path,
-    out_dir: &Path,
-    sites: &[Input<Site>],
-) -> BTreeMap<String, (String, Arc<str>)> {
+fn read_locks(root: &Path, out_dir: &Path, sites: &[Input<Site>]) -> BTreeMap<String, (String, Arc<str>)> {
     sites
         .iter()
         .filter_map(|s| {
-            let path = out_dir
-                .join(s.object.name())
-                .join(crate::resolve::ipam::LOCK_FILE);
+            let path = out_dir.join(s.object.name()).join(crate::resolve::ipam::LOCK_FILE);
             let text = std::fs::read_to_string(&path).ok()?;
-            let shown = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned();
+            let shown = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
             Some((s.object.name().to_string(), (shown, Arc::from(text))))
         })
         .collect()
@@ -173,12 +163,8 @@ fn expected_kind(rel: &str) -> Option<Kind> {
     let parts: Vec<&str> = rel.split('/').collect();
     match parts.as_slice() {
         ["sites", _, "site.yaml"] => Some(Kind::Site),
-        ["sites", _, "machines", f] if f.ends_with(".yaml") || f.ends_with(".yml") => {
-            Some(Kind::Machine)
-        }
-        ["sites", _, "clusters", f] if f.ends_with(".yaml") || f.ends_with(".yml") => {
-            Some(Kind::Cluster)
-        }
+        ["sites", _, "machines", f] if f.ends_with(".yaml") || f.ends_with(".yml") => Some(Kind::Machine),
+        ["sites", _, "clusters", f] if f.ends_with(".yaml") || f.ends_with(".yml") => Some(Kind::Cluster),
         ["blueprints", _, "blueprint.yaml"] => Some(Kind::Blueprint),
         ["recipes", _, "recipe.yaml"] => Some(Kind::Recipe),
         _ => None,
@@ -250,18 +236,13 @@ impl Repo {
     }
 
     /// Files whose path starts with `prefix`, in path order.
-    pub fn files_under<'a>(
-        &'a self,
-        prefix: &str,
-    ) -> impl Iterator<Item = (&'a str, &'a Arc<str>)> + 'a {
+    pub fn files_under<'a>(&'a self, prefix: &str) -> impl Iterator<Item = (&'a str, &'a Arc<str>)> + 'a {
         self.files.under(prefix)
     }
 
     /// A site's IPAM lock: the path shown in errors and its text.
     pub fn lock(&self, site: &str) -> Option<(&str, &str)> {
-        self.locks
-            .get(site)
-            .map(|(file, text)| (file.as_str(), text.as_ref()))
+        self.locks.get(site).map(|(file, text)| (file.as_str(), text.as_ref()))
     }
 
     /// All names of sites and clusters: the outputs this repo renders.

@@ -22,8 +22,7 @@ impl Validators {
             .into_iter()
             .map(|kind| {
                 let schema = kind.schema();
-                let validator =
-                    jsonschema::validator_for(&schema).expect("kiln's own schemas compile");
+                let validator = jsonschema::validator_for(&schema).expect("kiln's own schemas compile");
                 (kind, (schema, validator))
             })
             .collect();
@@ -45,10 +44,7 @@ impl Validators {
             return Err(Diagnostic::new(
                 file,
                 doc.locate("/kind", false),
-                format!(
-                    "expected a {kind} here, found kind `{}`",
-                    found.unwrap_or("(none)")
-                ),
+                format!("expected a {kind} here, found kind `{}`", found.unwrap_or("(none)")),
             ));
         }
         let (schema, validator) = &self.by_kind[&kind];
@@ -68,16 +64,11 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
     let at = error.instance_path().as_str();
     // An optional field's schema is "this or null": the interesting error
     // is the deepest one inside the branches.
-    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } =
-        error.kind()
-    {
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } = error.kind() {
         let deepest = context
             .iter()
             .flatten()
-            .filter(|e| {
-                !matches!(e.kind(), ValidationErrorKind::Type { .. })
-                    || e.instance_path().as_str() != at
-            })
+            .filter(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. }) || e.instance_path().as_str() != at)
             .max_by_key(|e| e.instance_path().as_str().len());
         if let Some(inner) = deepest {
             return diagnostic(file, doc, schema, inner);
@@ -107,11 +98,7 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
             (
                 at.to_string(),
                 false,
-                format!(
-                    "{} `{}` is not {expected}",
-                    field(),
-                    scalar(error.instance())
-                ),
+                format!("{} `{}` is not {expected}", field(), scalar(error.instance())),
             )
         }
         ValidationErrorKind::Enum { options } => {
@@ -142,8 +129,7 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
                 json_type(error.instance())
             ),
         ),
-        ValidationErrorKind::OneOfNotValid { .. }
-        | ValidationErrorKind::OneOfMultipleValid { .. }
+        ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. }
             if at.contains("/patches/") =>
         {
             (
@@ -164,11 +150,7 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
 /// The fields an object schema allows, for "expected one of" hints.
 fn known_fields(schema: &Value, schema_path: &str) -> Option<String> {
     let mut object = schema;
-    for segment in schema_path
-        .strip_suffix("/additionalProperties")?
-        .split('/')
-        .skip(1)
-    {
+    for segment in schema_path.strip_suffix("/additionalProperties")?.split('/').skip(1) {
         object = match (segment, object) {
             ("$ref", _) => schema.pointer(object["$ref"].as_str()?.strip_prefix('#')?)?,
             (_, Value::Array(items)) => items.get(segment.parse::<usize>().ok()?)?,
@@ -205,9 +187,7 @@ fn json_type(value: &Value) -> &'static str {
 fn type_words(kind: &jsonschema::error::TypeKind) -> String {
     let types: Vec<String> = match kind {
         jsonschema::error::TypeKind::Single(t) => vec![t.to_string()],
-        jsonschema::error::TypeKind::Multiple(set) => {
-            set.into_iter().map(|t| t.to_string()).collect()
-        }
+        jsonschema::error::TypeKind::Multiple(set) => set.into_iter().map(|t| t.to_string()).collect(),
     };
     let words: Vec<&str> = types
         .iter()

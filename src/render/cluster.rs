@@ -15,7 +15,7 @@ use crate::emit::Output;
 use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
 use crate::plan::OutputKind;
-use crate::yaml::{parse_documents, to_yaml, Pos};
+use crate::yaml::{parse_values, to_yaml, Pos};
 
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.35.2";
 pub const DEFAULT_TALOS_VERSION: &str = "v1.13.9";
@@ -88,17 +88,17 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
     let mut diags = Diagnostics::default();
     let mut resources = Vec::new();
     let vars = clusterctl_vars(&context);
+    let jinja_context = super::templates::context(&context);
     for (dir, dest) in template_dirs(spec.provider.as_str()) {
         for (path, text) in cx.repo.files_under(&dir) {
             if path[dir.len()..].contains('/') || !is_template(path) {
                 continue;
             }
             let rendered = if path.ends_with(".j2") {
-                cx.engine.render(path, &context, &subject, &cx.repo.files)
+                cx.engine.render(path, &jinja_context, &subject, &cx.repo.files)
             } else {
-                envsubst::substitute(text, &vars).map_err(|(pos, msg)| {
-                    Diagnostic::new(path, pos, format!("{msg} (rendering {subject})"))
-                })
+                envsubst::substitute(text, &vars)
+                    .map_err(|(pos, msg)| Diagnostic::new(path, pos, format!("{msg} (rendering {subject})")))
             };
             match rendered.and_then(|text| parse_resources(path, &text, &subject)) {
                 Ok(values) => resources.extend(values.into_iter().map(|value| Resource {
@@ -163,12 +163,8 @@ fn describe(resource: &Value) -> String {
 
 /// Parses a template's output into resources; each must be a mapping with
 /// `kind` and `metadata.name`.
-pub fn parse_resources(
-    template: &str,
-    text: &str,
-    subject: &str,
-) -> Result<Vec<Value>, Diagnostic> {
-    let docs = parse_documents(text).map_err(|e| {
+pub fn parse_resources(template: &str, text: &str, subject: &str) -> Result<Vec<Value>, Diagnostic> {
+    let docs = parse_values(text).map_err(|e| {
         Diagnostic::new(
             template,
             Pos { line: 1, col: 1 },
@@ -222,16 +218,10 @@ fn clusterctl_vars(context: &Value) -> BTreeMap<String, String> {
         ("KUBERNETES_VERSION", text(&c["kubernetesVersion"])),
         ("TALOS_VERSION", text(&c["talosVersion"])),
         ("REGION", text(&c["region"])),
-        (
-            "CONTROL_PLANE_MACHINE_COUNT",
-            text(&c["controlPlane"]["replicas"]),
-        ),
+        ("CONTROL_PLANE_MACHINE_COUNT", text(&c["controlPlane"]["replicas"])),
         ("WORKER_MACHINE_COUNT", text(&c["workers"]["replicas"])),
         ("CONTROL_PLANE_CPU", text(&c["controlPlane"]["cpu"])),
-        (
-            "CONTROL_PLANE_MEMORY_MIB",
-            mib(&c["controlPlane"]["memory"]),
-        ),
+        ("CONTROL_PLANE_MEMORY_MIB", mib(&c["controlPlane"]["memory"])),
         ("WORKER_CPU", text(&c["workers"]["cpu"])),
         ("WORKER_MEMORY_MIB", mib(&c["workers"]["memory"])),
         ("SITE_NAME", text(&context["site"]["name"])),
@@ -247,11 +237,7 @@ const CILIUM_GATE: &str = "_cilium-ready";
 /// A Flux Kustomization per recipe (applied into the workload cluster
 /// through its kubeconfig Secret), plus the gate that makes the first
 /// recipes wait until the Cilium HelmRelease is ready.
-fn recipe_kustomizations(
-    cx: &Context,
-    input: &Input<Cluster>,
-    values: &Map<String, Value>,
-) -> Vec<Resource> {
+fn recipe_kustomizations(cx: &Context, input: &Input<Cluster>, values: &Map<String, Value>) -> Vec<Resource> {
     let cluster = input.object.name();
     let flux = &values["flux"];
     let base = |name: &str, path: String| {
@@ -295,9 +281,7 @@ fn recipe_kustomizations(
         let depends_on: Vec<Value> = if deps.is_empty() {
             vec![json!({"name": format!("{cluster}-cilium-ready")})]
         } else {
-            deps.iter()
-                .map(|d| json!({"name": format!("{cluster}-{d}")}))
-                .collect()
+            deps.iter().map(|d| json!({"name": format!("{cluster}-{d}")})).collect()
         };
         k["spec"]["dependsOn"] = Value::Array(depends_on);
         k["spec"]["kubeConfig"] = json!({"secretRef": {"name": format!("{cluster}-kubeconfig")}});
@@ -312,11 +296,7 @@ fn recipe_kustomizations(
 }
 
 /// Places resources in files and adds the kustomization.yaml files.
-fn layout(
-    input: &Input<Cluster>,
-    resources: Vec<Resource>,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, Vec<u8>> {
+fn layout(input: &Input<Cluster>, resources: Vec<Resource>, diags: &mut Diagnostics) -> BTreeMap<String, Vec<u8>> {
     let cluster = input.object.name();
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
@@ -338,16 +318,16 @@ fn layout(
             diags.push(Diagnostic::new(
                 &r.source,
                 Pos { line: 1, col: 1 },
-                format!("renders {} into `{file}`, which {first} already renders (rendering cluster {cluster})", describe(&r.value)),
+                format!(
+                    "renders {} into `{file}`, which {first} already renders (rendering cluster {cluster})",
+                    describe(&r.value)
+                ),
             ));
             continue;
         }
         files.insert(file, to_yaml(&r.value).into_bytes());
     }
-    files.insert(
-        format!("recipes/{CILIUM_GATE}/kustomization.yaml"),
-        kustomization(&[]),
-    );
+    files.insert(format!("recipes/{CILIUM_GATE}/kustomization.yaml"), kustomization(&[]));
     for dir in ["cluster", "addons/cilium", "addons/gateway", "recipes"] {
         let prefix = format!("{dir}/");
         let entries: Vec<String> = files

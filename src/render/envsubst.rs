@@ -50,9 +50,7 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
             (None, None) => {
                 return Err((
                     offset_pos(text, offset),
-                    format!(
-                    "undefined variable `{name}` (set it in values or give `${{{name}:=default}}`)"
-                ),
+                    format!("undefined variable `{name}` (set it in values or give `${{{name}:=default}}`)"),
                 ))
             }
         }
@@ -99,9 +97,7 @@ fn screaming_snake(s: &str) -> String {
         let prev = i.checked_sub(1).map(|p| chars[p]);
         let boundary = c.is_ascii_uppercase()
             && prev.is_some_and(|p| {
-                p.is_ascii_lowercase()
-                    || p.is_ascii_digit()
-                    || (p.is_ascii_uppercase() && next_lower)
+                p.is_ascii_lowercase() || p.is_ascii_digit() || (p.is_ascii_uppercase() && next_lower)
             });
         if boundary || (c == '-' || c == '.') {
             out.push('_');

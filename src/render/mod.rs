@@ -18,6 +18,7 @@ use crate::emit::Output;
 use crate::load::kinds::{Blueprint, Cluster, Machine, Recipe, Site};
 use crate::load::{Input, Repo};
 use crate::merge::{merge, merge_with_provenance, Layer, Provenance};
+use crate::progress::{step, Progress};
 use crate::resolve::site::SiteModel;
 use crate::yaml::{parse_documents, to_yaml, Document, Pos};
 use templates::Engine;
@@ -102,11 +103,7 @@ impl<'a> Context<'a> {
     /// The value layers of a cluster, lowest first (SPEC §3).
     pub fn cluster_layers(&self, input: &Input<Cluster>) -> Vec<Layer> {
         let mut layers = vec![self.builtin.clone()];
-        layers.extend(
-            self.providers
-                .get(input.object.spec.provider.as_str())
-                .cloned(),
-        );
+        layers.extend(self.providers.get(input.object.spec.provider.as_str()).cloned());
         if let Some(site) = self.site(input.site_dir()) {
             layers.extend(section_layer("site", site));
         }
@@ -131,17 +128,18 @@ impl<'a> Context<'a> {
         merge(&layers)
     }
 
-    /// The value layers of a machine rendered with `blueprint` (SPEC §3).
+    /// The value layers of a machine rendered with `blueprint` (SPEC §3);
+    /// without a machine, the layers every machine of the site shares.
     pub fn machine_layers(
         &self,
         site: &Input<Site>,
-        machine: &Input<Machine>,
+        machine: Option<&Input<Machine>>,
         blueprint: &Input<Blueprint>,
     ) -> Vec<Layer> {
         let mut layers = vec![self.builtin.clone()];
         layers.extend(section_layer("blueprint", blueprint));
         layers.extend(section_layer("site", site));
-        layers.extend(section_layer("machine", machine));
+        layers.extend(machine.and_then(|m| section_layer("machine", m)));
         layers.extend(self.overrides.iter().cloned());
         layers
     }
@@ -149,8 +147,7 @@ impl<'a> Context<'a> {
     /// SHA-256 over everything a site's output was made from: its inputs
     /// and its blueprints' files.
     pub fn digest_for_site(&self, site: &SiteModel) -> String {
-        let mut parts: Vec<(&str, &str)> =
-            vec![(site.input.file.as_str(), self.text(&site.input.file))];
+        let mut parts: Vec<(&str, &str)> = vec![(site.input.file.as_str(), self.text(&site.input.file))];
         for m in &site.machines {
             parts.push((&m.input.file, self.text(&m.input.file)));
             for bp in m.commission.iter().chain([&m.blueprint]) {
@@ -170,10 +167,7 @@ impl<'a> Context<'a> {
         if let Some(site) = self.site(input.site_dir()) {
             parts.push((&site.file, self.text(&site.file)));
         }
-        parts.extend(cluster::template_files(
-            self,
-            input.object.spec.provider.as_str(),
-        ));
+        parts.extend(cluster::template_files(self, input.object.spec.provider.as_str()));
         for recipe in &input.object.spec.recipes {
             if let Some(r) = self.recipe(recipe.as_str()) {
                 parts.push((&r.file, self.text(&r.file)));
@@ -183,40 +177,27 @@ impl<'a> Context<'a> {
     }
 
     fn text(&self, file: &str) -> &'a str {
-        self.repo
-            .files
-            .get(file)
-            .map(|t| t.as_ref())
-            .unwrap_or_default()
+        self.repo.files.get(file).map(|t| t.as_ref()).unwrap_or_default()
     }
 
     /// Hashes input parts plus the built-in and command-line layers.
     fn digest(&self, parts: Vec<(&str, &str)>) -> String {
-        let mut parts: Vec<(String, String)> = parts
-            .into_iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
+        let overrides: Vec<(String, String)> = self
+            .overrides
+            .iter()
+            .map(|l| (l.file.clone(), serde_json::to_string(&l.doc.value).unwrap_or_default()))
             .collect();
-        parts.push((BUILTIN_FILE.into(), BUILTIN_VALUES.into()));
-        parts.extend(self.overrides.iter().map(|l| {
-            (
-                l.file.clone(),
-                serde_json::to_string(&l.doc.value).unwrap_or_default(),
-            )
-        }));
-        parts.sort();
-        parts.dedup();
+        let mut all: BTreeMap<&str, &str> = parts.into_iter().collect();
+        all.insert(BUILTIN_FILE, BUILTIN_VALUES);
+        all.extend(overrides.iter().map(|(f, v)| (f.as_str(), v.as_str())));
         let mut hasher = Sha256::new();
-        for (path, text) in parts {
+        for (path, text) in all {
             for bytes in [path.as_bytes(), text.as_bytes()] {
                 hasher.update((bytes.len() as u64).to_le_bytes());
                 hasher.update(bytes);
             }
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -249,6 +230,7 @@ pub fn render(
     repo: &Repo,
     sites: &[SiteModel],
     options: &Options,
+    progress: &dyn Progress,
 ) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides)?;
     let names = repo.output_names();
@@ -259,10 +241,7 @@ pub fn render(
             diags.push(Diagnostic::new(
                 "<command line>",
                 Pos { line: 1, col: 1 },
-                format!(
-                    "no site or cluster is named `{name}` (known: {})",
-                    known.join(", ")
-                ),
+                format!("no site or cluster is named `{name}` (known: {})", known.join(", ")),
             ));
         }
     }
@@ -271,12 +250,20 @@ pub fn render(
         .clusters
         .par_iter()
         .filter(|c| selected(c.object.name()))
-        .map(|c| cluster::render(&cx, c))
+        .map(|c| {
+            step(progress, "render", Some(c.object.name()), || {
+                cluster::render(&cx, c).map(Output::seal)
+            })
+        })
         .collect();
     let site_results: Vec<Result<Output, Diagnostics>> = sites
         .par_iter()
         .filter(|s| selected(s.name()))
-        .map(|s| site::render(&cx, s))
+        .map(|s| {
+            step(progress, "render", Some(s.name()), || {
+                site::render(&cx, s).map(Output::seal)
+            })
+        })
         .collect();
     let mut outputs = Vec::new();
     for r in results.into_iter().chain(site_results) {

@@ -51,10 +51,7 @@ fn strip_nulls(value: &Value) -> Value {
 }
 
 fn is_named_list(items: &[Value]) -> bool {
-    !items.is_empty()
-        && items
-            .iter()
-            .all(|i| i.get("name").is_some_and(Value::is_string))
+    !items.is_empty() && items.iter().all(|i| i.get("name").is_some_and(Value::is_string))
 }
 
 /// Applies RFC 6902 operations in order; the error names the failing one.
@@ -116,10 +113,7 @@ fn split(path: &str) -> Result<(&str, String), String> {
     let i = path
         .rfind('/')
         .ok_or_else(|| format!("`{path}` is not a JSON pointer"))?;
-    Ok((
-        &path[..i],
-        path[i + 1..].replace("~1", "/").replace("~0", "~"),
-    ))
+    Ok((&path[..i], path[i + 1..].replace("~1", "/").replace("~0", "~")))
 }
 
 fn add(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
@@ -184,7 +178,8 @@ mod tests {
 
     #[test]
     fn merges_named_lists_and_removes_nulls() {
-        let mut target = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b"}], "keep": 1, "drop": 2}});
+        let mut target =
+            json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b"}], "keep": 1, "drop": 2}});
         merge(
             &mut target,
             &json!({"spec": {"containers": [{"name": "a", "image": "y"}, {"name": "c"}], "drop": null}}),

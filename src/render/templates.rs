@@ -31,9 +31,7 @@ impl Engine {
             }
         });
         env.set_formatter(|out, state, value| {
-            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "xml")
-                && !value.is_safe()
-            {
+            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "xml") && !value.is_safe() {
                 let text = if value.is_none() {
                     String::new()
                 } else {
@@ -44,17 +42,11 @@ impl Engine {
                 minijinja::escape_formatter(out, state, value)
             }
         });
-        env.add_filter("mib", |q: String| {
-            quantity_mib(&q).ok_or_else(|| quantity_error(&q))
-        });
+        env.add_filter("mib", |q: String| quantity_mib(&q).ok_or_else(|| quantity_error(&q)));
         env.add_filter("gib", |q: String| {
-            quantity_mib(&q)
-                .map(|m| m / 1024)
-                .ok_or_else(|| quantity_error(&q))
+            quantity_mib(&q).map(|m| m / 1024).ok_or_else(|| quantity_error(&q))
         });
-        env.add_filter("xml", |s: String| {
-            minijinja::Value::from_safe_string(xml_escape(&s))
-        });
+        env.add_filter("xml", |s: String| minijinja::Value::from_safe_string(xml_escape(&s)));
         env.add_function("secret", |name: String| format!("@@kiln:secret:{name}@@"));
 
         let mut diags = Diagnostics::default();
@@ -70,7 +62,7 @@ impl Engine {
     pub fn render(
         &self,
         name: &str,
-        context: &Value,
+        context: &minijinja::Value,
         subject: &str,
         files: &Sources,
     ) -> Result<String, Diagnostic> {
@@ -80,14 +72,18 @@ impl Engine {
             template_diagnostic(file, text, e, Some(subject))
         };
         let template = self.env.get_template(name).map_err(|e| fail(&e))?;
-        let mut text = template
-            .render(minijinja::Value::from(minijinja::value::Serde(context)))
-            .map_err(|e| fail(&e))?;
+        let mut text = template.render(context.clone()).map_err(|e| fail(&e))?;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         Ok(text)
     }
+}
+
+/// A template context from JSON, converted once and shared by every
+/// template rendered with it.
+pub fn context(value: &Value) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(value))
 }
 
 fn template_diagnostic(file: &str, text: &str, e: &Error, subject: Option<&str>) -> Diagnostic {
@@ -106,9 +102,7 @@ fn template_diagnostic(file: &str, text: &str, e: &Error, subject: Option<&str>)
         _ => "template error",
     };
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    let subject = subject
-        .map(|s| format!(" (rendering {s})"))
-        .unwrap_or_default();
+    let subject = subject.map(|s| format!(" (rendering {s})")).unwrap_or_default();
     Diagnostic::new(file, pos, format!("{what}{detail}{subject}"))
 }
 
@@ -168,21 +162,14 @@ mod tests {
         let err = e
             .render(
                 "t.yaml.j2",
-                &serde_json::json!({"values": {}}),
+                &context(&serde_json::json!({"values": {}})),
                 "cluster demo",
                 &files,
             )
             .unwrap_err();
-        assert_eq!(
-            (err.file.as_str(), err.pos.line, err.pos.col),
-            ("t.yaml.j2", 2, 7)
-        );
+        assert_eq!((err.file.as_str(), err.pos.line, err.pos.col), ("t.yaml.j2", 2, 7));
         assert!(err.message.contains("undefined value"), "{}", err.message);
-        assert!(
-            err.message.ends_with("(rendering cluster demo)"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.ends_with("(rendering cluster demo)"), "{}", err.message);
     }
 
     #[test]
@@ -191,7 +178,7 @@ mod tests {
         let out = e
             .render(
                 "a.xml.j2",
-                &serde_json::json!({"v": "a<b & 'c'"}),
+                &context(&serde_json::json!({"v": "a<b & 'c'"})),
                 "m",
                 &files,
             )

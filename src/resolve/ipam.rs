@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::yaml::{parse_documents, to_yaml, Pos};
+use crate::yaml::{parse_values, to_yaml, Pos};
 
 use super::net::{IpRange, Ipv4Net};
 
@@ -52,8 +52,7 @@ pub struct ZoneSerial {
 
 impl IpamLock {
     pub fn parse(file: &str, text: &str) -> Result<IpamLock, Diagnostic> {
-        let mut docs =
-            parse_documents(text).map_err(|e| Diagnostic::new(file, e.pos, e.message))?;
+        let mut docs = parse_values(text).map_err(|e| Diagnostic::new(file, e.pos, e.message))?;
         if docs.is_empty() {
             return Ok(IpamLock::default());
         }
@@ -73,9 +72,7 @@ impl IpamLock {
              # serial of every DNS zone. Read back on each render so that addresses\n\
              # never move; commit it with the rest of out/.\n",
         );
-        text.push_str(&to_yaml(
-            &serde_json::to_value(self).expect("locks serialize"),
-        ));
+        text.push_str(&to_yaml(&serde_json::to_value(self).expect("locks serialize")));
         text
     }
 
@@ -114,11 +111,7 @@ pub struct Request<'a> {
 
 /// Gives every request an address: its fixed one, the one in the lock, or
 /// the lowest free one in its pool. Returns the new allocations, sorted.
-pub fn allocate(
-    pools: &[Pool],
-    requests: &[Request],
-    lock: &IpamLock,
-) -> Result<Vec<Allocation>, Diagnostics> {
+pub fn allocate(pools: &[Pool], requests: &[Request], lock: &IpamLock) -> Result<Vec<Allocation>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let locked: BTreeMap<(&str, &str), Ipv4Addr> = lock
         .allocations
@@ -176,27 +169,23 @@ pub fn allocate(
         let Some(range) = pool.pool else {
             for r in requests {
                 let mut d = r.at.clone();
-                d.message = format!("interface on network `{network}` has no `ip` and the network has no `pool` to allocate from");
+                d.message = format!(
+                    "interface on network `{network}` has no `ip` and the network has no `pool` to allocate from"
+                );
                 diags.push(d);
             }
             continue;
         };
         let free: Vec<Ipv4Addr> = range
             .addresses()
-            .filter(|ip| {
-                pool.net.is_host(*ip)
-                    && !pool.reserved.contains(ip)
-                    && !taken.contains_key(&(network, *ip))
-            })
+            .filter(|ip| pool.net.is_host(*ip) && !pool.reserved.contains(ip) && !taken.contains_key(&(network, *ip)))
             .take(requests.len())
             .collect();
         if free.len() < requests.len() {
             let available = range
                 .addresses()
                 .filter(|ip| {
-                    pool.net.is_host(*ip)
-                        && !pool.reserved.contains(ip)
-                        && !taken.contains_key(&(network, *ip))
+                    pool.net.is_host(*ip) && !pool.reserved.contains(ip) && !taken.contains_key(&(network, *ip))
                 })
                 .count();
             let mut d = pool.at.clone();

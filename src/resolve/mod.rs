@@ -29,19 +29,10 @@ pub fn providers(repo: &Repo) -> BTreeSet<&str> {
 
 pub fn check(repo: &Repo) -> Diagnostics {
     let mut diags = Diagnostics::default();
-    let sites: BTreeMap<&str, &str> = repo
-        .sites
-        .iter()
-        .map(|s| (s.object.name(), s.file.as_str()))
-        .collect();
+    let sites: BTreeMap<&str, &str> = repo.sites.iter().map(|s| (s.object.name(), s.file.as_str())).collect();
     let recipes: BTreeMap<&str, _> = repo.recipes.iter().map(|r| (r.object.name(), r)).collect();
     let providers = providers(repo);
-    let list = |names: &mut dyn Iterator<Item = &str>| {
-        names
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |names: &mut dyn Iterator<Item = &str>| names.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
 
     let mut clusters: BTreeMap<&str, &str> = BTreeMap::new();
     for c in &repo.clusters {
@@ -50,7 +41,9 @@ pub fn check(repo: &Repo) -> Diagnostics {
             diags.push(c.error(
                 "/metadata/name",
                 false,
-                format!("cluster `{name}` has the same name as the site in {site_file}: both would render to out/{name}/"),
+                format!(
+                    "cluster `{name}` has the same name as the site in {site_file}: both would render to out/{name}/"
+                ),
             ));
         }
         if let Some(first) = clusters.insert(name, &c.file) {
@@ -96,9 +89,7 @@ pub fn check(repo: &Repo) -> Diagnostics {
         for (i, recipe) in c.object.spec.recipes.iter().enumerate() {
             if let Some(r) = recipes.get(recipe.as_str()) {
                 for dep in &r.object.spec.depends_on {
-                    if !c.object.spec.recipes.iter().any(|x| x == dep)
-                        && recipes.contains_key(dep.as_str())
-                    {
+                    if !c.object.spec.recipes.iter().any(|x| x == dep) && recipes.contains_key(dep.as_str()) {
                         diags.push(c.error(
                             &format!("/spec/recipes/{i}"),
                             false,
@@ -134,10 +125,7 @@ pub fn check(repo: &Repo) -> Diagnostics {
     diags
 }
 
-fn depends_on_itself(
-    start: &str,
-    recipes: &BTreeMap<&str, &crate::load::Input<crate::load::kinds::Recipe>>,
-) -> bool {
+fn depends_on_itself(start: &str, recipes: &BTreeMap<&str, &crate::load::Input<crate::load::kinds::Recipe>>) -> bool {
     let mut stack: Vec<&str> = vec![start];
     let mut seen = BTreeSet::new();
     while let Some(name) = stack.pop() {

@@ -12,9 +12,9 @@ pub struct Ipv4Net {
 
 impl Ipv4Net {
     pub fn parse(text: &str) -> Result<Ipv4Net, String> {
-        let (addr, prefix) = text.split_once('/').ok_or_else(|| {
-            format!("`{text}` is not an IPv4 network in CIDR notation (e.g. 10.20.0.0/16)")
-        })?;
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not an IPv4 network in CIDR notation (e.g. 10.20.0.0/16)"))?;
         let addr = parse_ip(addr)?;
         let prefix: u8 = prefix
             .parse()
@@ -24,9 +24,7 @@ impl Ipv4Net {
         let net = Ipv4Net { addr, prefix };
         if u32::from(addr) & !net.mask() != 0 {
             let base = Ipv4Addr::from(u32::from(addr) & net.mask());
-            return Err(format!(
-                "`{text}` has host bits set; did you mean {base}/{prefix}?"
-            ));
+            return Err(format!("`{text}` has host bits set; did you mean {base}/{prefix}?"));
         }
         Ok(net)
     }
@@ -69,8 +67,7 @@ impl fmt::Display for Ipv4Net {
 }
 
 pub fn parse_ip(text: &str) -> Result<Ipv4Addr, String> {
-    text.parse()
-        .map_err(|_| format!("`{text}` is not an IPv4 address"))
+    text.parse().map_err(|_| format!("`{text}` is not an IPv4 address"))
 }
 
 /// An inclusive range of addresses.
@@ -103,20 +100,12 @@ impl fmt::Display for IpRange {
 /// A MAC address in lowercase colon form, from any common spelling
 /// (`52:54:00:AB:CD:EF`, `52-54-00-ab-cd-ef`, `5254.00ab.cdef`, `525400abcdef`).
 pub fn normalize_mac(text: &str) -> Option<String> {
-    let hex: String = text
-        .chars()
-        .filter(|c| !matches!(c, ':' | '-' | '.'))
-        .collect();
+    let hex: String = text.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
     if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     let hex = hex.to_ascii_lowercase();
-    Some(
-        (0..6)
-            .map(|i| &hex[i * 2..i * 2 + 2])
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
+    Some((0..6).map(|i| &hex[i * 2..i * 2 + 2]).collect::<Vec<_>>().join(":"))
 }
 
 #[cfg(test)]

@@ -73,11 +73,7 @@ impl SiteModel<'_> {
 /// that only hold clusters have none.
 pub fn sites(repo: &Repo) -> (Vec<SiteModel<'_>>, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let blueprints: BTreeMap<&str, &Input<Blueprint>> = repo
-        .blueprints
-        .iter()
-        .map(|b| (b.object.name(), b))
-        .collect();
+    let blueprints: BTreeMap<&str, &Input<Blueprint>> = repo.blueprints.iter().map(|b| (b.object.name(), b)).collect();
     let site_names: BTreeSet<&str> = repo.sites.iter().map(|s| s.object.name()).collect();
 
     let mut by_site: BTreeMap<&str, Vec<&Input<Machine>>> = BTreeMap::new();
@@ -142,24 +138,12 @@ fn site_model<'a>(
     };
 
     let networks = networks(site, &mut diags);
-    let network_index: BTreeMap<&str, usize> = networks
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let network_index: BTreeMap<&str, usize> = networks.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
 
-    machines.sort_by(|a, b| {
-        a.object
-            .name()
-            .cmp(b.object.name())
-            .then(a.file.cmp(&b.file))
-    });
+    machines.sort_by(|a, b| a.object.name().cmp(b.object.name()).then(a.file.cmp(&b.file)));
     let mut seen: BTreeMap<&str, &Input<Machine>> = BTreeMap::new();
     let mut macs: BTreeMap<String, &str> = BTreeMap::new();
-    let commission_name = spec
-        .commission_blueprint
-        .as_ref()
-        .map_or("commission", |b| b.as_str());
+    let commission_name = spec.commission_blueprint.as_ref().map_or("commission", |b| b.as_str());
     let mut models = Vec::new();
     let mut requests = Vec::new();
     for m in &machines {
@@ -168,10 +152,7 @@ fn site_model<'a>(
             diags.push(m.error(
                 "/metadata/name",
                 false,
-                format!(
-                    "duplicate machine name `{mname}`: also defined in {}",
-                    first.file
-                ),
+                format!("duplicate machine name `{mname}`: also defined in {}", first.file),
             ));
             continue;
         }
@@ -182,16 +163,17 @@ fn site_model<'a>(
             diags.push(m.error(
                 "/spec/blueprint",
                 false,
-                format!(
-                    "unknown blueprint `{bp}`, expected one of {}",
-                    known.join(", ")
-                ),
+                format!("unknown blueprint `{bp}`, expected one of {}", known.join(", ")),
             ));
         }
         let commission = if m.object.spec.commission {
             let found = blueprints.get(commission_name).copied();
             if found.is_none() {
-                diags.push(m.error("/spec/commission", false, format!("machine asks for commissioning, but there is no blueprint `{commission_name}`")));
+                diags.push(m.error(
+                    "/spec/commission",
+                    false,
+                    format!("machine asks for commissioning, but there is no blueprint `{commission_name}`"),
+                ));
             }
             found
         } else {
@@ -225,10 +207,7 @@ fn site_model<'a>(
                         diags.push(m.error(
                             &format!("{at}/ip"),
                             false,
-                            format!(
-                                "IP {ip} is outside network `{}` ({})",
-                                network.name, network.net
-                            ),
+                            format!("IP {ip} is outside network `{}` ({})", network.name, network.net),
                         ));
                         continue;
                     }
@@ -236,10 +215,7 @@ fn site_model<'a>(
                         diags.push(m.error(
                             &format!("{at}/ip"),
                             false,
-                            format!(
-                                "IP {ip} is inside the dhcpRange {range} of network `{}`",
-                                network.name
-                            ),
+                            format!("IP {ip} is inside the dhcpRange {range} of network `{}`", network.name),
                         ));
                         continue;
                     }
@@ -255,18 +231,8 @@ fn site_model<'a>(
                 ));
                 continue;
             }
-            let at = if fixed.is_some() {
-                format!("{at}/ip")
-            } else {
-                at
-            };
-            requests.push((
-                mname,
-                mac.clone(),
-                net_index,
-                fixed,
-                m.error(&at, false, ""),
-            ));
+            let at = if fixed.is_some() { format!("{at}/ip") } else { at };
+            requests.push((mname, mac.clone(), net_index, fixed, m.error(&at, false, "")));
             interfaces.push(InterfaceModel {
                 mac,
                 network: net_index,
@@ -283,10 +249,7 @@ fn site_model<'a>(
         }
     }
 
-    let lock = match repo
-        .lock(name)
-        .map(|(file, text)| IpamLock::parse(file, text))
-    {
+    let lock = match repo.lock(name).map(|(file, text)| IpamLock::parse(file, text)) {
         None => IpamLock::default(),
         Some(Ok(lock)) => lock,
         Some(Err(d)) => {
@@ -327,14 +290,14 @@ fn site_model<'a>(
             Vec::new()
         }
     };
+    let assigned: BTreeMap<(&str, &str), Ipv4Addr> = allocations
+        .iter()
+        .map(|a| ((a.network.as_str(), a.mac.as_str()), a.ip))
+        .collect();
     for model in &mut models {
         for iface in &mut model.interfaces {
-            let network = &networks[iface.network].name;
-            if let Some(a) = allocations
-                .iter()
-                .find(|a| &a.network == network && a.mac == iface.mac)
-            {
-                iface.ip = a.ip;
+            if let Some(ip) = assigned.get(&(networks[iface.network].name.as_str(), iface.mac.as_str())) {
+                iface.ip = *ip;
             }
         }
     }
@@ -364,13 +327,7 @@ fn boot_server_host(url: &str) -> Result<&str, String> {
     Ok(host)
 }
 
-fn range(
-    site: &Input<Site>,
-    at: &str,
-    r: &AddressRange,
-    net: &Ipv4Net,
-    diags: &mut Diagnostics,
-) -> Option<IpRange> {
+fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &Ipv4Net, diags: &mut Diagnostics) -> Option<IpRange> {
     let mut parse = |field: &str, text: &str| match parse_ip(text) {
         Ok(ip) if net.contains(ip) => Some(ip),
         Ok(ip) => {
@@ -388,11 +345,7 @@ fn range(
     };
     let (start, end) = (parse("start", &r.start)?, parse("end", &r.end)?);
     if start > end {
-        diags.push(site.error(
-            at,
-            false,
-            format!("range starts at {start}, after its end {end}"),
-        ));
+        diags.push(site.error(at, false, format!("range starts at {start}, after its end {end}")));
         return None;
     }
     Some(IpRange { start, end })
@@ -421,10 +374,7 @@ fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
             diags.push(site.error(
                 &format!("{at}/cidr"),
                 false,
-                format!(
-                    "network {net} overlaps network `{}` ({})",
-                    other.name, other.net
-                ),
+                format!("network {net} overlaps network `{}` ({})", other.name, other.net),
             ));
             continue;
         }

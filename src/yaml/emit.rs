@@ -131,14 +131,12 @@ fn needs_quotes(s: &str) -> bool {
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) && !plain_dash {
         return true;
     }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control())
-    {
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control()) {
         return true;
     }
     let lower = s.to_ascii_lowercase();
     let reserved = [
-        "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf",
-        ".nan",
+        "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan",
     ];
     reserved.contains(&lower.as_str()) || looks_numeric(s) || looks_like_date(s)
 }
@@ -147,13 +145,11 @@ fn needs_quotes(s: &str) -> bool {
 /// signs, dots, exponents, underscores, `0x`/`0o`/`0b` prefixes, sexagesimal.
 fn looks_numeric(s: &str) -> bool {
     let body = s.strip_prefix(['-', '+']).unwrap_or(s);
-    let starts_numeric =
-        body.starts_with(|c: char| c.is_ascii_digit()) || (body.starts_with('.') && body.len() > 1);
+    let starts_numeric = body.starts_with(|c: char| c.is_ascii_digit()) || (body.starts_with('.') && body.len() > 1);
     starts_numeric
-        && body.chars().all(|c| {
-            c.is_ascii_hexdigit()
-                || matches!(c, '.' | '_' | ':' | 'x' | 'o' | 'X' | 'O' | '+' | '-')
-        })
+        && body
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | '_' | ':' | 'x' | 'o' | 'X' | 'O' | '+' | '-'))
 }
 
 fn looks_like_date(s: &str) -> bool {

@@ -5,4 +5,4 @@ pub mod emit;
 pub mod parse;
 
 pub use emit::to_yaml;
-pub use parse::{parse_documents, Document, Pos};
+pub use parse::{parse_documents, parse_values, Document, Pos};

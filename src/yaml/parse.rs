@@ -100,12 +100,23 @@ pub struct YamlError {
 /// Most nodes one file may expand to, counting alias expansions.
 const NODE_BUDGET: usize = 1_000_000;
 
-/// Reads every document of a YAML stream.
+/// Reads every document of a YAML stream, with the position of every node.
 pub fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
+    read(text, true)
+}
+
+/// Reads every document of a YAML stream that kiln wrote itself (rendered
+/// templates, the IPAM lock): only document positions are kept.
+pub fn parse_values(text: &str) -> Result<Vec<Document>, YamlError> {
+    read(text, false)
+}
+
+fn read(text: &str, track: bool) -> Result<Vec<Document>, YamlError> {
     let mut reader = Reader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         nodes: 0,
+        track,
     };
     let mut docs = Vec::new();
     loop {
@@ -147,6 +158,8 @@ struct Reader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: HashMap<usize, (Value, usize)>,
     nodes: usize,
+    /// Whether to record the position of every node.
+    track: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -207,16 +220,15 @@ impl<'a> Reader<'a> {
                         break;
                     }
                     let len = pointer.len();
-                    pointer.push_str(&format!("/{}", items.len()));
+                    if self.track {
+                        use std::fmt::Write;
+                        let _ = write!(pointer, "/{}", items.len());
+                    }
                     let pos = Pos::from_span(&span);
                     items.push(self.node(event, span, pointer, positions)?);
-                    positions.insert(
-                        pointer.clone(),
-                        Located {
-                            key: None,
-                            value: pos,
-                        },
-                    );
+                    if self.track {
+                        positions.insert(pointer.clone(), Located { key: None, value: pos });
+                    }
                     pointer.truncate(len);
                 }
                 (Value::Array(items), anchor)
@@ -246,17 +258,21 @@ impl<'a> Reader<'a> {
                     }
                     let (event, span) = self.next()?;
                     let len = pointer.len();
-                    pointer.push('/');
-                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    if self.track {
+                        pointer.push('/');
+                        pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    }
                     let value_pos = Pos::from_span(&span);
                     let value = self.node(event, span, pointer, positions)?;
-                    positions.insert(
-                        pointer.clone(),
-                        Located {
-                            key: Some(key_pos),
-                            value: value_pos,
-                        },
-                    );
+                    if self.track {
+                        positions.insert(
+                            pointer.clone(),
+                            Located {
+                                key: Some(key_pos),
+                                value: value_pos,
+                            },
+                        );
+                    }
                     pointer.truncate(len);
                     map.insert(key, value);
                 }
@@ -270,8 +286,7 @@ impl<'a> Reader<'a> {
             }
         };
         if anchor != 0 {
-            self.anchors
-                .insert(anchor, (value.clone(), node_count(&value)));
+            self.anchors.insert(anchor, (value.clone(), node_count(&value)));
         }
         Ok(value)
     }
@@ -287,12 +302,7 @@ fn node_count(value: &Value) -> usize {
 
 /// Resolves a scalar by the YAML 1.2 core schema; quoted scalars and
 /// `!!str` are strings.
-fn scalar(
-    text: &str,
-    style: ScalarStyle,
-    tag: Option<&str>,
-    span: &Span,
-) -> Result<Value, YamlError> {
+fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>, span: &Span) -> Result<Value, YamlError> {
     if style != ScalarStyle::Plain || tag == Some("tag:yaml.org,2002:str") || tag == Some("!!str") {
         return Ok(Value::String(text.to_string()));
     }
@@ -305,9 +315,7 @@ fn scalar(
             Some(Err(())) => {
                 return Err(YamlError {
                     pos: Pos::from_span(span),
-                    message: format!(
-                        "number `{text}` cannot be represented (quote it to keep it a string)"
-                    ),
+                    message: format!("number `{text}` cannot be represented (quote it to keep it a string)"),
                 })
             }
             None => Value::String(text.to_string()),
@@ -335,11 +343,7 @@ fn number(text: &str) -> Option<Result<Number, ()>> {
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return Some(match text.parse::<i64>() {
             Ok(n) => Ok(Number::from(n)),
-            Err(_) => text
-                .parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .ok_or(()),
+            Err(_) => text.parse::<f64>().ok().and_then(Number::from_f64).ok_or(()),
         });
     }
     if matches!(digits, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN") {
@@ -349,15 +353,9 @@ fn number(text: &str) -> Option<Result<Number, ()>> {
         && digits
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
-        && digits
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'.');
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.');
     if float_like {
-        return text
-            .parse::<f64>()
-            .ok()
-            .map(|f| Number::from_f64(f).ok_or(()));
+        return text.parse::<f64>().ok().map(|f| Number::from_f64(f).ok_or(()));
     }
     None
 }
@@ -368,9 +366,7 @@ mod tests {
 
     #[test]
     fn core_schema_scalars() {
-        let docs =
-            parse_documents("a: 1\nb: '1'\nc: no\nd: 0x1f\ne: 1.5\nf: ~\ng: 0755\nh: 1_000\n")
-                .unwrap();
+        let docs = parse_documents("a: 1\nb: '1'\nc: no\nd: 0x1f\ne: 1.5\nf: ~\ng: 0755\nh: 1_000\n").unwrap();
         let v = &docs[0].value;
         assert_eq!(v["a"], 1);
         assert_eq!(v["b"], "1");
@@ -386,14 +382,8 @@ mod tests {
     fn positions_and_duplicates() {
         let docs = parse_documents("---\nspec:\n  list:\n    - x: 1\n---\nk: v\n").unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(
-            docs[0].locate("/spec/list/0/x", true),
-            Pos { line: 4, col: 7 }
-        );
-        assert_eq!(
-            docs[0].locate("/spec/list/0/x", false),
-            Pos { line: 4, col: 10 }
-        );
+        assert_eq!(docs[0].locate("/spec/list/0/x", true), Pos { line: 4, col: 7 });
+        assert_eq!(docs[0].locate("/spec/list/0/x", false), Pos { line: 4, col: 10 });
         let err = parse_documents("a: 1\na: 2\n").unwrap_err();
         assert_eq!(
             (err.pos, err.message.as_str()),
@@ -406,11 +396,10 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
-        assert!(parse_documents(&text)
-            .unwrap_err()
-            .message
-            .contains("alias bomb"));
+        assert!(parse_documents(&text).unwrap_err().message.contains("alias bomb"));
     }
 }

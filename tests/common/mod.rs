@@ -82,12 +82,7 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             (rel, std::fs::read(e.path()).unwrap())
         })
         .collect()

@@ -28,22 +28,14 @@ struct Reservation {
     network: usize,
 }
 
-pub fn render(
-    server: DhcpServer,
-    site: &SiteModel,
-    values: &Map<String, Value>,
-) -> (String, String) {
+pub fn render(server: DhcpServer, site: &SiteModel, values: &Map<String, Value>) -> (String, String) {
     let dhcp = &values["dhcp"];
     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let explicit_tftp = text(&dhcp["tftpServer"]);
     let boot = Boot {
         menu_url: format!("{}/menu.ipxe", site.boot_server.trim_end_matches('/')),
-        http_boot_url: text(&dhcp["httpBootUrl"]).unwrap_or_else(|| {
-            format!(
-                "{}/artifacts/ipxe/ipxe.efi",
-                site.boot_server.trim_end_matches('/')
-            )
-        }),
+        http_boot_url: text(&dhcp["httpBootUrl"])
+            .unwrap_or_else(|| format!("{}/artifacts/ipxe/ipxe.efi", site.boot_server.trim_end_matches('/'))),
         tftp_explicit: explicit_tftp.is_some(),
         tftp_server: explicit_tftp.or_else(|| site.boot_server_ip.map(|ip| ip.to_string())),
         lease_time: dhcp["leaseTime"].as_u64().unwrap_or(43200),
@@ -52,30 +44,21 @@ pub fn render(
         .machines
         .iter()
         .flat_map(|m| {
-            m.interfaces
-                .iter()
-                .enumerate()
-                .map(move |(i, iface)| Reservation {
-                    host: if i == 0 {
-                        m.name().to_string()
-                    } else {
-                        format!("{}-eth{i}", m.name())
-                    },
-                    mac: iface.mac.clone(),
-                    ip: iface.ip.to_string(),
-                    network: iface.network,
-                })
+            m.interfaces.iter().enumerate().map(move |(i, iface)| Reservation {
+                host: if i == 0 {
+                    m.name().to_string()
+                } else {
+                    format!("{}-eth{i}", m.name())
+                },
+                mac: iface.mac.clone(),
+                ip: iface.ip.to_string(),
+                network: iface.network,
+            })
         })
         .collect();
     match server {
-        DhcpServer::Dnsmasq => (
-            "dhcp/dnsmasq.conf".into(),
-            dnsmasq(site, &boot, &reservations, dhcp),
-        ),
-        DhcpServer::Kea => (
-            "dhcp/kea-dhcp4.json".into(),
-            kea(site, &boot, &reservations, dhcp),
-        ),
+        DhcpServer::Dnsmasq => ("dhcp/dnsmasq.conf".into(), dnsmasq(site, &boot, &reservations, dhcp)),
+        DhcpServer::Kea => ("dhcp/kea-dhcp4.json".into(), kea(site, &boot, &reservations, dhcp)),
         DhcpServer::Isc => ("dhcp/dhcpd.conf".into(), isc(site, &boot, &reservations)),
     }
 }
@@ -152,10 +135,7 @@ fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &V
     }
     out.push_str("\n# Machines: addresses reserved by MAC.\n");
     for r in reservations {
-        out.push_str(&format!(
-            "dhcp-host={},{},{},infinite\n",
-            r.mac, r.ip, r.host
-        ));
+        out.push_str(&format!("dhcp-host={},{},{},infinite\n", r.mac, r.ip, r.host));
     }
     out
 }
@@ -279,10 +259,7 @@ fn isc(site: &SiteModel, boot: &Boot, reservations: &[Reservation]) -> String {
         }
         if !n.dns.is_empty() {
             let dns: Vec<String> = n.dns.iter().map(|d| d.to_string()).collect();
-            out.push_str(&format!(
-                "  option domain-name-servers {};\n",
-                dns.join(", ")
-            ));
+            out.push_str(&format!("  option domain-name-servers {};\n", dns.join(", ")));
         }
         out.push_str("}\n");
     }

@@ -113,17 +113,13 @@ pub fn zones(site: &SiteModel, values: &Map<String, Value>) -> Vec<Zone> {
         hosts.push((ns_host, ip));
     }
 
-    let mut forward: Vec<Record> = hosts
-        .iter()
-        .map(|(h, ip)| (h.clone(), "A", ip.to_string()))
-        .collect();
+    let mut forward: Vec<Record> = hosts.iter().map(|(h, ip)| (h.clone(), "A", ip.to_string())).collect();
     forward.sort();
     forward.dedup();
     let mut zones = vec![zone(domain, &soa, &forward)];
 
     // Reverse records by zone, in address order.
-    let mut reverse: BTreeMap<(u32, u8), BTreeMap<Ipv4Addr, Record>> =
-        BTreeMap::new();
+    let mut reverse: BTreeMap<(u32, u8), BTreeMap<Ipv4Addr, Record>> = BTreeMap::new();
     for (host, ip) in &hosts {
         let Some(net) = site.networks.iter().find(|n| n.net.contains(*ip)) else {
             continue;
@@ -131,11 +127,7 @@ pub fn zones(site: &SiteModel, values: &Map<String, Value>) -> Vec<Zone> {
         let bits = zone_prefix(&net.net);
         let block = u32::from(*ip) & (u32::MAX << (32 - bits));
         let octets = ip.octets();
-        let owner: Vec<String> = octets[(bits / 8) as usize..]
-            .iter()
-            .rev()
-            .map(u8::to_string)
-            .collect();
+        let owner: Vec<String> = octets[(bits / 8) as usize..].iter().rev().map(u8::to_string).collect();
         reverse
             .entry((block, bits))
             .or_default()
@@ -145,16 +137,8 @@ pub fn zones(site: &SiteModel, values: &Map<String, Value>) -> Vec<Zone> {
     for ((block, bits), records) in reverse {
         let records: Vec<_> = records.into_values().collect();
         let octets = Ipv4Addr::from(block).octets();
-        let labels: Vec<String> = octets[..(bits / 8) as usize]
-            .iter()
-            .rev()
-            .map(u8::to_string)
-            .collect();
-        zones.push(zone(
-            &format!("{}.in-addr.arpa", labels.join(".")),
-            &soa,
-            &records,
-        ));
+        let labels: Vec<String> = octets[..(bits / 8) as usize].iter().rev().map(u8::to_string).collect();
+        zones.push(zone(&format!("{}.in-addr.arpa", labels.join(".")), &soa, &records));
     }
     zones
 }

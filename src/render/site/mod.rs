@@ -24,15 +24,71 @@ use crate::resolve::site::{MachineModel, SiteModel};
 pub const SERVER: &str = "@@kiln:server@@";
 pub const TOKEN: &str = "@@kiln:token@@";
 
+/// What every machine of a site shares: the values of each blueprint
+/// merged with the site's (for machines without values of their own),
+/// converted for the template engine once.
+struct Shared<'a> {
+    cx: &'a Context<'a>,
+    site: &'a SiteModel<'a>,
+    values: BTreeMap<&'a str, minijinja::Value>,
+}
+
+impl Shared<'_> {
+    fn values(&self, m: &MachineModel, blueprint: &Input<Blueprint>) -> minijinja::Value {
+        match self.values.get(blueprint.object.name()) {
+            Some(shared) if m.input.object.spec.values.is_empty() => shared.clone(),
+            _ => Value::Object(merge(&self.cx.machine_layers(
+                self.site.input,
+                Some(m.input),
+                blueprint,
+            )))
+            .into_jinja(),
+        }
+    }
+}
+
+trait IntoJinja {
+    fn into_jinja(self) -> minijinja::Value;
+}
+
+impl IntoJinja for Value {
+    fn into_jinja(self) -> minijinja::Value {
+        super::templates::context(&self)
+    }
+}
+
 pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
     let values = cx.site_values(site.input);
-    let results: Vec<Result<MachineFiles, Diagnostics>> = site
+    let blueprints: BTreeMap<&str, &Input<Blueprint>> = site
         .machines
-        .par_iter()
-        .map(|m| machine(cx, site, m))
+        .iter()
+        .flat_map(|m| m.commission.into_iter().chain([m.blueprint]))
+        .map(|b| (b.object.name(), b))
         .collect();
+    let shared = Shared {
+        cx,
+        site,
+        values: blueprints
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name,
+                    Value::Object(merge(&cx.machine_layers(site.input, None, b))).into_jinja(),
+                )
+            })
+            .collect(),
+    };
+    let (results, infrastructure) = rayon::join(
+        || {
+            site.machines
+                .par_iter()
+                .map(|m| machine(&shared, m))
+                .collect::<Vec<_>>()
+        },
+        || infrastructure(site, &values),
+    );
     let mut diags = Diagnostics::default();
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut files = infrastructure;
     let mut machines = Vec::new();
     for r in results {
         match r {
@@ -44,8 +100,18 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         }
     }
     diags.finish(())?;
+    Ok(Output {
+        name: site.name().to_string(),
+        kind: OutputKind::Site,
+        inputs_digest: cx.digest_for_site(site),
+        files,
+        machines,
+    })
+}
 
-    files.insert("boot/menu.ipxe".into(), menu(site).into_bytes());
+/// The site's own files: boot menu, DHCP configs, DNS zones and the IPAM
+/// lock (which records the zones' serials).
+fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<String, Vec<u8>> {
     let servers = site
         .input
         .object
@@ -53,20 +119,24 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         .dhcp
         .as_ref()
         .map_or(vec![DhcpServer::Dnsmasq], |d| d.servers.clone());
-    for server in servers {
-        let (path, text) = dhcp::render(server, site, &values);
-        files.insert(path, text.into_bytes());
-    }
+    let (dhcp, zones) = rayon::join(
+        || {
+            servers
+                .par_iter()
+                .map(|s| dhcp::render(*s, site, values))
+                .collect::<Vec<_>>()
+        },
+        || dns::zones(site, values),
+    );
+    let mut files: BTreeMap<String, Vec<u8>> = dhcp.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
+    files.insert("boot/menu.ipxe".into(), menu(site).into_bytes());
     let mut lock = IpamLock {
         allocations: site.allocations.clone(),
         zones: BTreeMap::new(),
     };
-    for zone in dns::zones(site, &values) {
+    for zone in zones {
         let serial = site.lock.serial_for(&zone.name, &zone.digest);
-        files.insert(
-            format!("dns/{}.zone", zone.name),
-            zone.text(serial).into_bytes(),
-        );
+        files.insert(format!("dns/{}.zone", zone.name), zone.text(serial).into_bytes());
         lock.zones.insert(
             zone.name.clone(),
             ZoneSerial {
@@ -76,13 +146,7 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         );
     }
     files.insert(LOCK_FILE.into(), lock.to_yaml().into_bytes());
-    Ok(Output {
-        name: site.name().to_string(),
-        kind: OutputKind::Site,
-        inputs_digest: cx.digest_for_site(site),
-        files,
-        machines,
-    })
+    files
 }
 
 /// The site menu: every machine chains to the executor, which answers
@@ -108,25 +172,19 @@ struct MachineFiles {
 }
 
 /// Renders a machine's workflow: commissioning when asked, then install.
-fn machine(cx: &Context, site: &SiteModel, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
+fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
     let name = m.name();
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut steps = Vec::new();
     let workflow: Vec<(&str, &Input<Blueprint>, String)> = m
         .commission
-        .map(|c| {
-            (
-                "commission",
-                c,
-                format!("boot/machines/{name}.commission.ipxe"),
-            )
-        })
+        .map(|c| ("commission", c, format!("boot/machines/{name}.commission.ipxe")))
         .into_iter()
         .chain([("install", m.blueprint, format!("boot/machines/{name}.ipxe"))])
         .collect();
     for (step, blueprint, boot_script) in workflow {
-        match step_files(cx, site, m, blueprint, &boot_script) {
+        match step_files(shared, m, blueprint, &boot_script) {
             Ok((step_files, install_file)) => {
                 files.extend(step_files);
                 steps.push(WorkflowStep {
@@ -166,12 +224,12 @@ type StepFiles = (Vec<(String, Vec<u8>)>, Option<String>);
 
 /// The boot script and install file of one step of a machine's workflow.
 fn step_files(
-    cx: &Context,
-    site: &SiteModel,
+    shared: &Shared,
     m: &MachineModel,
     blueprint: &Input<Blueprint>,
     boot_script: &str,
 ) -> Result<StepFiles, Diagnostics> {
+    let (cx, site) = (shared.cx, shared.site);
     let name = m.name();
     let bp_dir = format!("blueprints/{}/", blueprint.object.name());
     let templates = &blueprint.object.spec.templates;
@@ -182,13 +240,8 @@ fn step_files(
             file.strip_suffix(".j2").unwrap_or(file).to_string(),
         )
     });
-    let context = machine_context(
-        cx,
-        site,
-        m,
-        blueprint,
-        install.as_ref().map(|(_, f)| f.as_str()),
-    );
+    let context = machine_context(site, m, blueprint, install.as_ref().map(|(_, f)| f.as_str()));
+    let context = minijinja::context! { values => shared.values(m, blueprint), ..context.into_jinja() };
     let subject = format!("machine {name} of site {}", site.name());
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
@@ -201,19 +254,12 @@ fn step_files(
             ));
             return;
         }
-        match cx
-            .engine
-            .render(&template, &context, &subject, &cx.repo.files)
-        {
+        match cx.engine.render(&template, &context, &subject, &cx.repo.files) {
             Ok(text) => files.push((dest, text.into_bytes())),
             Err(d) => diags.push(d),
         }
     };
-    render(
-        format!("{bp_dir}{}", templates.ipxe),
-        "ipxe",
-        boot_script.to_string(),
-    );
+    render(format!("{bp_dir}{}", templates.ipxe), "ipxe", boot_script.to_string());
     let install_file = install.map(|(template, file)| {
         let dest = format!("install/{name}/{file}");
         render(template, "install", dest.clone());
@@ -223,7 +269,6 @@ fn step_files(
 }
 
 fn machine_context(
-    cx: &Context,
     site: &SiteModel,
     m: &MachineModel,
     blueprint: &Input<Blueprint>,
@@ -262,7 +307,6 @@ fn machine_context(
             )
         })
         .collect();
-    let values = merge(&cx.machine_layers(site.input, m.input, blueprint));
     json!({
         "machine": {
             "name": m.name(),
@@ -288,6 +332,5 @@ fn machine_context(
         "report_url": format!("{SERVER}/v1/agents/facts"),
         "token": TOKEN,
         "server": SERVER,
-        "values": values,
     })
 }
