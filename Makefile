@@ -1,6 +1,7 @@
-# kiln — common tasks. `make demo` renders the example, `make test` runs
-# every test (the checkers they need are installed by .ci/run).
+# kiln — common tasks. `make demo` renders the example repo, `make test`
+# installs the checkers the tests use and runs every test.
 CARGO ?= cargo
+SHELL := /bin/bash
 export CARGO_PROFILE_DEV_DEBUG = 0
 
 .PHONY: demo build test lint check bench deps
@@ -12,9 +13,10 @@ demo: build
 	./target/release/kiln render
 	./target/release/kiln render --check
 
-test:
-	$(CARGO) test --no-fail-fast 2>&1 | tee target/test.log
-	@grep -E '^test result:' target/test.log | awk '{p+=$$4; f+=$$6; i+=$$8} END {printf "%d passed, %d failed, %d skipped\n", p, f, i}'
+# Installs the checkers the tests run against, then runs every test.
+test: deps
+	@mkdir -p target
+	$(CARGO) test --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
 
 lint:
 	$(CARGO) fmt --all -- --check
