@@ -51,6 +51,12 @@ pub enum ProgressFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}
+
 #[derive(Debug, clap::Args, Default)]
 pub struct ValueArgs {
     /// Set a value on the command line (highest layer), e.g. `workers.replicas=5`.
@@ -79,6 +85,41 @@ pub enum Command {
         #[command(flatten)]
         values: ValueArgs,
     },
+    /// Show what a change does to the rendered output, between git revisions.
+    Diff {
+        /// The revision to compare against.
+        #[arg(long, default_value = "HEAD")]
+        base: String,
+        /// The revision to compare (default: the working tree).
+        #[arg(long)]
+        head: Option<String>,
+        #[arg(long, value_enum, default_value = "unified")]
+        format: crate::diff::Format,
+        /// Exit 1 when there are differences.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Show where the values behind a rendered file came from, layer by layer.
+    Explain {
+        /// The site or cluster.
+        name: String,
+        /// A file of out/NAME/, e.g. addons/cilium/helmrelease.yaml.
+        path: String,
+        /// A dotted values key (cilium.version) or a path in the rendered YAML.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+        #[command(flatten)]
+        values: ValueArgs,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Print the JSON Schema of an input kind (all kinds when none is given).
     Schema {
         /// Site, Machine, Blueprint, Cluster or Recipe.
@@ -135,6 +176,8 @@ pub enum NewCommand {
 /// Why a command failed, mapped to an exit code.
 pub enum Failure {
     Input(Diagnostics),
+    /// Input errors in files that are not on disk (a git revision).
+    InputIn(Diagnostics, crate::diag::Sources),
     Runtime(String),
 }
 
@@ -176,6 +219,12 @@ where
             let text = diags.render(|file| read_source(&repo, file));
             let _ = write!(stderr, "{text}");
             let _ = writeln!(stderr, "{} error(s); nothing was written", diags.0.len());
+            exit::INVALID_INPUT
+        }
+        Err(Failure::InputIn(diags, sources)) => {
+            let text = diags.render(|file| sources.get(file).cloned());
+            let _ = write!(stderr, "{text}");
+            let _ = writeln!(stderr, "{} error(s)", diags.0.len());
             exit::INVALID_INPUT
         }
         Err(Failure::Runtime(message)) => {
@@ -234,6 +283,48 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             )?;
             Ok(exit::OK)
         }
+        Command::Diff {
+            base,
+            head,
+            format,
+            exit_code,
+        } => diff(&session, &base, head.as_deref(), format, exit_code, stdout),
+        Command::Explain {
+            name,
+            path,
+            key,
+            format,
+            values,
+        } => {
+            let overrides = override_layers(&values)?;
+            let (repo, mut diags) = crate::load::load(&session.repo, &session.out_dir);
+            diags.extend(crate::resolve::check(&repo));
+            let (sites, site_diags) = crate::resolve::site::sites(&repo);
+            diags.extend(site_diags);
+            diags.finish(())?;
+            let options = Options {
+                only: Vec::new(),
+                overrides,
+            };
+            let e = crate::explain::explain(&repo, &sites, &options, &name, &path, key.as_deref())?;
+            match format {
+                TextOrJson::Text => write!(stdout, "{}", crate::explain::to_text(&e))?,
+                TextOrJson::Json => writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&e).expect("explanations serialize")
+                )?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "kiln", stdout);
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(stdout)?;
+            Ok(exit::OK)
+        }
         Command::Schema { kind } => schema(kind.as_deref(), stdout),
         Command::New { what } => crate::scaffold::new(&cli.repo, what, stdout),
         Command::Init { dir } => crate::scaffold::init(&dir, stdout),
@@ -279,6 +370,58 @@ fn render(
         report.unchanged.len(),
     )?;
     Ok(exit::OK)
+}
+
+/// Renders `rev` of the repository in memory.
+fn render_revision(session: &Session, rev: &str) -> Result<Vec<crate::emit::Output>, Failure> {
+    let source = crate::diff::git::read_revision(&session.repo, rev).map_err(Failure::Runtime)?;
+    let (repo, diags) = crate::load::load_from(&source);
+    crate::compile_repo(&repo, diags, &Options::default(), session.progress).map_err(|d| {
+        let labelled =
+            d.0.into_iter()
+                .map(|mut x| {
+                    x.message = format!("{} (in {rev})", x.message);
+                    x
+                })
+                .collect();
+        Failure::InputIn(Diagnostics(labelled), repo.files.clone())
+    })
+}
+
+fn diff(
+    session: &Session,
+    base: &str,
+    head: Option<&str>,
+    format: crate::diff::Format,
+    exit_code: bool,
+    stdout: &mut dyn Write,
+) -> Result<i32, Failure> {
+    use std::io::IsTerminal;
+    let base_outputs = step(session.progress, "render", Some(base), || {
+        render_revision(session, base)
+    })?;
+    let (head_label, head_outputs) = match head {
+        Some(rev) => (
+            rev.to_string(),
+            step(session.progress, "render", Some(rev), || render_revision(session, rev))?,
+        ),
+        None => (
+            "working tree".to_string(),
+            session.compile(Vec::new(), &ValueArgs::default())?,
+        ),
+    };
+    let diff = step(session.progress, "diff", None, || {
+        Ok::<_, Failure>(crate::diff::compare(base, &base_outputs, &head_label, &head_outputs))
+    })?;
+    let color = format == crate::diff::Format::Unified
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    write!(stdout, "{}", crate::diff::render(&diff, format, color))?;
+    Ok(if exit_code && !diff.is_empty() {
+        exit::DIFFERENCES
+    } else {
+        exit::OK
+    })
 }
 
 fn schema(kind: Option<&str>, stdout: &mut dyn Write) -> Result<i32, Failure> {

@@ -8,7 +8,9 @@
 
 pub mod cli;
 pub mod diag;
+pub mod diff;
 pub mod emit;
+pub mod explain;
 pub mod load;
 pub mod merge;
 pub mod plan;

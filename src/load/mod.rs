@@ -6,6 +6,7 @@
 
 pub mod kinds;
 mod schema;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
+use source::{Source, Worktree};
 
 use crate::diag::{Diagnostic, Diagnostics, Sources};
 use crate::yaml::{parse_documents, Document, Pos};
@@ -63,22 +65,30 @@ const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
 /// left out of the returned `Repo` and reported, so that later checks can
 /// still run on the rest and a run reports every problem it can.
 pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
-    let paths = discover(root);
+    let mut loaded = load_from(&Worktree {
+        root: root.to_path_buf(),
+        out_dir: out_dir.to_path_buf(),
+    });
+    loaded.0.root = root.to_path_buf();
+    loaded
+}
+
+/// Reads and checks the repository `source` holds.
+pub fn load_from(source: &dyn Source) -> (Repo, Diagnostics) {
+    let mut paths: Vec<String> = INPUT_DIRS
+        .iter()
+        .flat_map(|dir| source.list(dir))
+        .filter(|rel| is_read(rel))
+        .collect();
+    // Sorted, so that the file system's order never shows in the output.
+    paths.sort();
     let read: Vec<(String, Result<Arc<str>, String>)> = paths
         .par_iter()
-        .map(|rel| {
-            let text = std::fs::read_to_string(root.join(rel))
-                .map(Arc::from)
-                .map_err(|e| format!("cannot read file: {e}"));
-            (rel.clone(), text)
-        })
+        .map(|rel| (rel.clone(), source.read(rel).map(Arc::from)))
         .collect();
 
     let mut diags = Diagnostics::default();
-    let mut repo = Repo {
-        root: root.to_path_buf(),
-        ..Repo::default()
-    };
+    let mut repo = Repo::default();
     for (rel, text) in &read {
         match text {
             Ok(text) => repo.files.insert(rel, text.clone()),
@@ -107,39 +117,15 @@ pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
             }
         }
     }
-    repo.locks = read_locks(root, out_dir, &repo.sites);
-    (repo, diags)
-}
-
-/// Reads `<out>/<site>/ipam.lock.yaml` for every site that has one.
-fn read_locks(root: &Path, out_dir: &Path, sites: &[Input<Site>]) -> BTreeMap<String, (String, Arc<str>)> {
-    sites
+    repo.locks = repo
+        .sites
         .iter()
         .filter_map(|s| {
-            let path = out_dir.join(s.object.name()).join(crate::resolve::ipam::LOCK_FILE);
-            let text = std::fs::read_to_string(&path).ok()?;
-            let shown = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let (shown, text) = source.lock(s.object.name())?;
             Some((s.object.name().to_string(), (shown, Arc::from(text))))
         })
-        .collect()
-}
-
-/// Every file under the input directories, sorted so that the file
-/// system's order never shows in the output.
-fn discover(root: &Path) -> Vec<String> {
-    let mut paths: Vec<String> = INPUT_DIRS
-        .iter()
-        .flat_map(|dir| walkdir::WalkDir::new(root.join(dir)).follow_links(true))
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let rel = e.path().strip_prefix(root).ok()?;
-            let rel = rel.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
-            is_read(&rel).then_some(rel)
-        })
         .collect();
-    paths.sort();
-    paths
+    (repo, diags)
 }
 
 /// Whether a file under the input directories is something kiln reads:

@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
 use crate::load::kinds::{Blueprint, Cluster, Machine, Recipe, Site};
 use crate::load::{Input, Repo};
-use crate::merge::{merge, merge_with_provenance, Layer, Provenance};
+use crate::merge::{merge, Layer};
 use crate::progress::{step, Progress};
 use crate::resolve::site::SiteModel;
 use crate::yaml::{parse_documents, to_yaml, Document, Pos};
@@ -116,16 +116,16 @@ impl<'a> Context<'a> {
         merge(&self.cluster_layers(input))
     }
 
-    pub fn cluster_provenance(&self, input: &Input<Cluster>) -> Provenance {
-        merge_with_provenance(&self.cluster_layers(input)).1
-    }
-
     /// The value layers of a site's own files (DHCP, DNS).
-    pub fn site_values(&self, site: &Input<Site>) -> Map<String, Value> {
+    pub fn site_layers(&self, site: &Input<Site>) -> Vec<Layer> {
         let mut layers = vec![self.builtin.clone()];
         layers.extend(section_layer("site", site));
         layers.extend(self.overrides.iter().cloned());
-        merge(&layers)
+        layers
+    }
+
+    pub fn site_values(&self, site: &Input<Site>) -> Map<String, Value> {
+        merge(&self.site_layers(site))
     }
 
     /// The value layers of a machine rendered with `blueprint` (SPEC §3);

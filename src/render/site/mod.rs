@@ -233,13 +233,10 @@ fn step_files(
     let name = m.name();
     let bp_dir = format!("blueprints/{}/", blueprint.object.name());
     let templates = &blueprint.object.spec.templates;
-    let install = templates.install.as_ref().map(|t| {
-        let file = t.rsplit('/').next().unwrap_or(t);
-        (
-            format!("{bp_dir}{t}"),
-            file.strip_suffix(".j2").unwrap_or(file).to_string(),
-        )
-    });
+    let install = templates
+        .install
+        .as_ref()
+        .map(|t| (format!("{bp_dir}{t}"), install_file_name(t)));
     let context = machine_context(site, m, blueprint, install.as_ref().map(|(_, f)| f.as_str()));
     let context = minijinja::context! { values => shared.values(m, blueprint), ..context.into_jinja() };
     let subject = format!("machine {name} of site {}", site.name());
@@ -266,6 +263,13 @@ fn step_files(
         dest
     });
     diags.finish((files, install_file))
+}
+
+/// The name an install template's output is served under: the template's
+/// file name minus `.j2`.
+pub fn install_file_name(template: &str) -> String {
+    let file = template.rsplit('/').next().unwrap_or(template);
+    file.strip_suffix(".j2").unwrap_or(file).to_string()
 }
 
 fn machine_context(
