@@ -75,27 +75,20 @@ pub fn check(repo: &Repo) -> Diagnostics {
             ));
         }
         for (i, recipe) in c.object.spec.recipes.iter().enumerate() {
-            if !recipes.contains_key(recipe.as_str()) {
+            let at = format!("/spec/recipes/{i}");
+            let Some(r) = recipes.get(recipe.as_str()) else {
+                let known = list(&mut recipes.keys().copied());
                 diags.push(c.error(
-                    &format!("/spec/recipes/{i}"),
+                    &at,
                     false,
-                    format!(
-                        "unknown recipe `{recipe}`, expected one of {}",
-                        list(&mut recipes.keys().copied())
-                    ),
+                    format!("unknown recipe `{recipe}`, expected one of {known}"),
                 ));
-            }
-        }
-        for (i, recipe) in c.object.spec.recipes.iter().enumerate() {
-            if let Some(r) = recipes.get(recipe.as_str()) {
-                for dep in &r.object.spec.depends_on {
-                    if !c.object.spec.recipes.iter().any(|x| x == dep) && recipes.contains_key(dep.as_str()) {
-                        diags.push(c.error(
-                            &format!("/spec/recipes/{i}"),
-                            false,
-                            format!("recipe `{recipe}` depends on `{dep}`, which this cluster does not include"),
-                        ));
-                    }
+                continue;
+            };
+            for dep in &r.object.spec.depends_on {
+                if !c.object.spec.recipes.contains(dep) && recipes.contains_key(dep.as_str()) {
+                    let message = format!("recipe `{recipe}` depends on `{dep}`, which this cluster does not include");
+                    diags.push(c.error(&at, false, message));
                 }
             }
         }

@@ -327,23 +327,36 @@ fn boot_server_host(url: &str) -> Result<&str, String> {
     Ok(host)
 }
 
-fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &Ipv4Net, diags: &mut Diagnostics) -> Option<IpRange> {
-    let mut parse = |field: &str, text: &str| match parse_ip(text) {
-        Ok(ip) if net.contains(ip) => Some(ip),
-        Ok(ip) => {
-            diags.push(site.error(
-                &format!("{at}/{field}"),
-                false,
-                format!("{ip} is outside the network {net}"),
-            ));
-            None
-        }
-        Err(e) => {
-            diags.push(site.error(&format!("{at}/{field}"), false, e));
-            None
-        }
+/// Parses the address at `pointer`; `fits` says whether it may stand there
+/// (inside the network, say). Reports why not.
+fn address(
+    site: &Input<Site>,
+    pointer: &str,
+    text: &str,
+    net: &Ipv4Net,
+    fits: impl Fn(Ipv4Addr) -> bool,
+    diags: &mut Diagnostics,
+) -> Option<Ipv4Addr> {
+    let problem = match parse_ip(text) {
+        Ok(ip) if fits(ip) => return Some(ip),
+        Ok(ip) => format!("{ip} is outside the network {net}"),
+        Err(e) => e,
     };
-    let (start, end) = (parse("start", &r.start)?, parse("end", &r.end)?);
+    diags.push(site.error(pointer, false, problem));
+    None
+}
+
+fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &Ipv4Net, diags: &mut Diagnostics) -> Option<IpRange> {
+    let start = address(
+        site,
+        &format!("{at}/start"),
+        &r.start,
+        net,
+        |ip| net.contains(ip),
+        diags,
+    );
+    let end = address(site, &format!("{at}/end"), &r.end, net, |ip| net.contains(ip), diags);
+    let (start, end) = (start?, end?);
     if start > end {
         diags.push(site.error(at, false, format!("range starts at {start}, after its end {end}")));
         return None;
@@ -378,27 +391,15 @@ fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
             ));
             continue;
         }
-        let host = |field: &str, text: &str, diags: &mut Diagnostics| match parse_ip(text) {
-            Ok(ip) if net.is_host(ip) || field.starts_with("dns") => Some(ip),
-            Ok(ip) => {
-                diags.push(site.error(
-                    &format!("{at}/{field}"),
-                    false,
-                    format!("{ip} is outside the network {net}"),
-                ));
-                None
-            }
-            Err(e) => {
-                diags.push(site.error(&format!("{at}/{field}"), false, e));
-                None
-            }
-        };
-        let gateway = n.gateway.as_deref().and_then(|g| host("gateway", g, diags));
+        let gateway = n
+            .gateway
+            .as_deref()
+            .and_then(|g| address(site, &format!("{at}/gateway"), g, &net, |ip| net.is_host(ip), diags));
         let dns = n
             .dns
             .iter()
             .enumerate()
-            .filter_map(|(j, d)| host(&format!("dns/{j}"), d, diags))
+            .filter_map(|(j, d)| address(site, &format!("{at}/dns/{j}"), d, &net, |_| true, diags))
             .collect();
         let pool = n
             .pool
