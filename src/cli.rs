@@ -52,6 +52,12 @@ pub enum ProgressFormat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TextOrJson {
     Text,
     Json,
@@ -112,6 +118,48 @@ pub enum Command {
         format: TextOrJson,
         #[command(flatten)]
         values: ValueArgs,
+    },
+    /// Run the site executor on a rendered site plan.
+    Serve {
+        /// The rendered site: out/<site>.
+        #[arg(long = "plan", value_name = "DIR")]
+        plan: PathBuf,
+        /// Where the state (SQLite) lives.
+        #[arg(long = "state", value_name = "DIR", default_value = "state")]
+        state: PathBuf,
+        /// Where the artifacts the plan lists are.
+        #[arg(long = "artifacts", value_name = "DIR")]
+        artifacts: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Directory of secret files (one per secret; private to the executor's user).
+        #[arg(long = "secrets", value_name = "DIR")]
+        secrets: Option<PathBuf>,
+        /// File holding the operator API's bearer token.
+        #[arg(long = "operator-token-file", value_name = "FILE")]
+        operator_token_file: Option<PathBuf>,
+        /// The URL machines reach the executor at (default: the Host they ask).
+        #[arg(long = "public-url", value_name = "URL")]
+        public_url: Option<String>,
+        /// Seconds a run may take before it fails for want of a report.
+        #[arg(long = "run-timeout", default_value_t = 3600)]
+        run_timeout: i64,
+        /// Seconds a run token lives.
+        #[arg(long = "token-ttl", default_value_t = 3600)]
+        token_ttl: i64,
+        /// Milliseconds between checks of plan.json for a change.
+        #[arg(long = "poll-ms", default_value_t = 2000)]
+        poll_ms: u64,
+    },
+    /// Show the machines of a running executor by state.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// File holding the operator bearer token (default: $KILN_OPERATOR_TOKEN).
+        #[arg(long = "operator-token-file", value_name = "FILE")]
+        operator_token_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TableOrJson,
     },
     /// Print a shell completion script.
     Completions {
@@ -317,6 +365,43 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             }
             Ok(exit::OK)
         }
+        Command::Serve {
+            plan,
+            state,
+            artifacts,
+            listen,
+            secrets,
+            operator_token_file,
+            public_url,
+            run_timeout,
+            token_ttl,
+            poll_ms,
+        } => {
+            let options = crate::serve::Options {
+                plan_dir: plan,
+                state_dir: state,
+                artifacts_dir: artifacts,
+                listen,
+                secrets_dir: secrets,
+                operator_token_file,
+                public_url,
+                timing: crate::serve::Timing { run_timeout, token_ttl },
+                poll: std::time::Duration::from_millis(poll_ms.max(50)),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(crate::serve::run(options)).map_err(Failure::Runtime)?;
+            Ok(exit::OK)
+        }
+        Command::Status {
+            server,
+            operator_token_file,
+            format,
+        } => crate::status::status(
+            &server,
+            operator_token_file.as_deref(),
+            format == TableOrJson::Json,
+            stdout,
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "kiln", stdout);
             Ok(exit::OK)

@@ -18,6 +18,8 @@ pub mod progress;
 pub mod render;
 pub mod resolve;
 pub mod scaffold;
+pub mod serve;
+pub mod status;
 pub mod yaml;
 
 use std::path::Path;

@@ -76,3 +76,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// A MAC address in lowercase colon form, from any common spelling
+/// (`52:54:00:AB:CD:EF`, `52-54-00-ab-cd-ef`, `5254.00ab.cdef`, `525400abcdef`).
+pub fn normalize_mac(text: &str) -> Option<String> {
+    let hex: String = text.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
+    if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    Some((0..6).map(|i| &hex[i * 2..i * 2 + 2]).collect::<Vec<_>>().join(":"))
+}

@@ -1,0 +1,496 @@
+//! The executor's HTTP endpoints (SPEC §6; `docs/openapi.yaml`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_stream::StreamExt;
+
+use super::machines::{self, Boot, Events, LiveRun};
+use super::metrics::{Counter, Gauge};
+use super::plan::{step, ActivePlan};
+use super::{artifacts, clock, log, secrets, store, App};
+use crate::plan::normalize_mac;
+
+/// The OpenAPI document of these endpoints.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/menu.ipxe", get(menu))
+        .route("/boot/ipxe", get(boot))
+        .route("/install/{token}/{file}", get(install))
+        .route("/artifacts/{*path}", get(artifact))
+        .route("/v1/agents/facts", post(facts))
+        .route("/v1/machines", get(machines_list))
+        .route("/v1/machines/{name}", get(machine_get))
+        .route("/v1/machines/{name}/reprovision", post(reprovision))
+        .route("/v1/audit", get(audit))
+        .route("/v1/events", get(events))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.yaml",
+            get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
+        )
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// Counts and logs every request by its route (never its path: paths
+/// carry tokens).
+async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)".to_string(), |m| m.as_str().to_string());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let code = response.status().as_u16();
+    app.metrics.count(&route, code);
+    if route != "/metrics" && route != "/healthz" {
+        log(&format!("{method} {route} {code} {} ms", started.elapsed().as_millis()));
+    }
+    response
+}
+
+/// An error answer: a status and a sentence, as `{"error": ...}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn error(code: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(code, message.into())
+}
+
+fn active_plan(app: &App) -> Result<Arc<ActivePlan>, ApiError> {
+    app.current_plan().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no verified plan is active; see /readyz",
+        )
+    })
+}
+
+fn internal(e: String) -> ApiError {
+    log(&format!("state store: {e}"));
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the state store failed; see the executor's log",
+    )
+}
+
+/// Commits `change` and publishes the events it made.
+async fn commit<T: Send + 'static>(
+    app: &App,
+    change: impl FnOnce(&rusqlite::Connection, &mut Events) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (value, events) = app
+        .store
+        .write(move |t| {
+            let mut events = Vec::new();
+            let value = change(t, &mut events)?;
+            Ok((value, events))
+        })
+        .await
+        .map_err(internal)?;
+    app.publish(events);
+    Ok(value)
+}
+
+fn plain(body: Vec<u8>, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The URL machines reach this executor at.
+fn server_url(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.opts.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@']) => format!("http://{host}"),
+        _ => format!("http://{}", app.opts.listen),
+    }
+}
+
+/// A served file with its placeholders filled.
+fn filled(content: &[u8], server: &str, token: &str, secrets: Option<&secrets::Secrets>) -> Result<Vec<u8>, ApiError> {
+    secrets::fill(content, server, token, secrets).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+async fn menu(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let plan = active_plan(&app)?;
+    let file = plan
+        .file("boot/menu.ipxe")
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no menu"))?;
+    Ok(plain(
+        filled(file, &server_url(&app, &headers), "", None)?,
+        "text/plain; charset=utf-8",
+    ))
+}
+
+#[derive(Deserialize)]
+struct BootQuery {
+    mac: Option<String>,
+}
+
+fn local_disk(reason: &str) -> Response {
+    let script =
+        format!("#!ipxe\n# kiln: {reason}: boot from the local disk\nsanboot --no-describe --drive 0x80 || exit\n");
+    plain(script.into_bytes(), "text/plain; charset=utf-8")
+}
+
+async fn boot(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<BootQuery>, QueryRejection>,
+) -> Answer {
+    let plan = active_plan(&app)?;
+    let mac = query
+        .ok()
+        .and_then(|Query(q)| q.mac)
+        .as_deref()
+        .and_then(normalize_mac)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "`mac` must be a MAC address"))?;
+    let digest = plan.digest.clone();
+    let Some(machine) = plan.machine_by_mac(&mac).cloned() else {
+        commit(&app, move |t, events| machines::discovered(t, &mac, &digest, events)).await?;
+        return Ok(local_disk("unknown machine, recorded as discovered"));
+    };
+    let (timing, planned) = (app.opts.timing, machine.clone());
+    match commit(&app, move |t, events| {
+        machines::boot(t, &planned, timing, &digest, events)
+    })
+    .await?
+    {
+        Boot::LocalDisk => Ok(local_disk(&format!(
+            "{} generation {} is installed",
+            machine.name, machine.generation
+        ))),
+        Boot::Step { step: name, token } => {
+            let script = step(&machine, &name)
+                .and_then(|s| plan.file(&s.boot_script))
+                .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
+            Ok(plain(
+                filled(script, &server_url(&app, &headers), &token, None)?,
+                "text/plain; charset=utf-8",
+            ))
+        }
+    }
+}
+
+/// The live run of a token; every dead or unknown token gets 401.
+async fn authorize(app: &App, token: &str) -> Result<LiveRun, ApiError> {
+    let token = token.to_string();
+    app.store
+        .write(move |t| machines::live_run(t, &token))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "the token is unknown, expired, or its run has ended",
+            )
+        })
+}
+
+fn content_type(file: &str) -> &'static str {
+    match file.rsplit('.').next() {
+        Some("xml") => "application/xml",
+        Some("yaml") | Some("yml") => "application/yaml",
+        Some("json") => "application/json",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+async fn install(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((token, file)): Path<(String, String)>,
+) -> Answer {
+    let plan = active_plan(&app)?;
+    let run = authorize(&app, &token).await?;
+    let content = plan
+        .machine(&run.machine)
+        .and_then(|m| step(m, &run.step))
+        .and_then(|s| s.install_file.as_deref())
+        .filter(|p| p.rsplit('/').next() == Some(file.as_str()))
+        .and_then(|p| plan.file(p))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this run serves no such file"))?;
+    let body = filled(content, &server_url(&app, &headers), &token, Some(&app.secrets)).inspect_err(|e| {
+        log(&format!("cannot serve the install file of {}: {}", run.machine, e.1));
+    })?;
+    let digest = plan.digest.clone();
+    commit(&app, move |t, events| {
+        machines::install_fetched(t, &run, &digest, events)
+    })
+    .await?;
+    Ok(plain(body, content_type(&file)))
+}
+
+async fn artifact(State(app): State<Arc<App>>, headers: HeaderMap, Path(path): Path<String>) -> Answer {
+    let plan = active_plan(&app)?;
+    let dir = app.opts.artifacts_dir.as_deref();
+    Ok(artifacts::serve(&app.artifacts, dir, &path, plan.artifacts.get(&path), &headers).await)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn facts(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer {
+    let plan = active_plan(&app)?;
+    let token = bearer(&headers).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer run token is required"))?;
+    let run = authorize(&app, token).await?;
+    let snapshot = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v["snapshot"].is_object() => v["snapshot"].clone(),
+        _ => return Err(error(StatusCode::BAD_REQUEST, "the body must be {\"snapshot\": {...}}")),
+    };
+    let (digest, run_id, machine) = (plan.digest.clone(), run.id, run.machine.clone());
+    let state = commit(&app, move |t, events| {
+        machines::report(t, &run, &snapshot, &digest, events)
+    })
+    .await?;
+    Ok(Json(json!({"machine": machine, "run": run_id, "state": state})).into_response())
+}
+
+/// Operator endpoints need the operator's bearer token.
+fn operator(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = bearer(headers).unwrap_or_default();
+    match &app.operator_token {
+        Some(token) if constant_time_eq(token.as_bytes(), given.as_bytes()) => Ok(()),
+        Some(_) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "a valid operator bearer token is required",
+        )),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the operator API is off: start with --operator-token-file",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn machines_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers)?;
+    let plan = active_plan(&app)?;
+    let list = app
+        .store
+        .read(|c| {
+            plan.plan
+                .machines
+                .iter()
+                .map(|m| Ok(machines::machine_summary(m, store::machine_row(c, &m.name)?.as_ref())))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(internal)?;
+    Ok(Json(json!({"site": plan.plan.name, "planDigest": plan.digest, "machines": list})).into_response())
+}
+
+async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> Answer {
+    operator(&app, &headers)?;
+    let plan = active_plan(&app)?;
+    let m = plan
+        .machine(&name)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such machine in the plan"))?;
+    let detail = app.store.read(|c| machines::machine_detail(c, m)).map_err(internal)?;
+    Ok(Json(detail).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct Confirm {
+    confirm: Option<String>,
+}
+
+/// Two steps: the first call returns a confirmation token valid for 60 s,
+/// the second call, with it, reprovisions.
+async fn reprovision(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    operator(&app, &headers)?;
+    let plan = active_plan(&app)?;
+    if plan.machine(&name).is_none() {
+        return Err(error(StatusCode::NOT_FOUND, "no such machine in the plan"));
+    }
+    let confirm = match body.is_empty() {
+        true => Confirm::default(),
+        false => serde_json::from_slice::<Confirm>(&body)
+            .map_err(|_| error(StatusCode::BAD_REQUEST, "the body must be {} or {\"confirm\": \"...\"}"))?,
+    };
+    let now = clock::now();
+    let Some(given) = confirm.confirm else {
+        let token = machines::mint_token();
+        if let Ok(mut c) = app.confirmations.lock() {
+            c.insert(name.clone(), (token.clone(), now + 60));
+        }
+        let next = "POST again with {\"confirm\": \"<token>\"} within 60 seconds";
+        let body = json!({"machine": name, "confirm": token, "expiresInSeconds": 60, "next": next});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    };
+    let valid = app
+        .confirmations
+        .lock()
+        .ok()
+        .and_then(|mut c| c.remove(&name))
+        .is_some_and(|(token, expires)| expires > now && constant_time_eq(token.as_bytes(), given.as_bytes()));
+    if !valid {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "the confirmation token is wrong or expired; start again",
+        ));
+    }
+    let (digest, machine) = (plan.digest.clone(), name.clone());
+    commit(&app, move |t, events| {
+        machines::reprovision(t, &machine, &digest, events)
+    })
+    .await?;
+    Ok(Json(json!({"machine": name, "state": "new"})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    since: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Answer {
+    operator(&app, &headers)?;
+    let Ok(Query(q)) = query else {
+        return Err(error(StatusCode::BAD_REQUEST, "`since` and `limit` must be integers"));
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let records = app
+        .store
+        .read(|c| store::audit_log(c, q.since.unwrap_or(0), None, limit))
+        .map_err(internal)?;
+    Ok(Json(json!({"records": records})).into_response())
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers)?;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(app.store.events.subscribe())
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .event(e["type"].as_str().unwrap_or("event"))
+                    .data(e.to_string()),
+            )
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn readiness(app: &App, plan: Option<&ActivePlan>) -> Value {
+    let r = app.readiness.lock();
+    let (activations, refusals, last) = r
+        .map(|r| (r.activations, r.refusals, r.last_refusal.clone()))
+        .unwrap_or_default();
+    json!({
+        "ready": plan.is_some(),
+        "plan": plan.map(|p| json!({"site": p.plan.name, "digest": p.digest, "machines": p.plan.machines.len()})),
+        "activations": activations,
+        "refusals": refusals,
+        "lastRefusal": last.map(|(at, reason)| json!({"at": clock::rfc3339(at), "reason": reason})),
+    })
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let plan = app.current_plan();
+    let body = readiness(&app, plan.as_deref());
+    let code = if plan.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let ready = readiness(&app, app.current_plan().as_deref());
+    let by_state = |sql: &str| -> Vec<(String, i64)> {
+        let query = |c: &rusqlite::Connection| {
+            c.prepare(sql)?
+                .query_map([], |r| {
+                    Ok((format!("{{state=\"{}\"}}", r.get::<_, String>(0)?), r.get(1)?))
+                })?
+                .collect()
+        };
+        app.store.read(query).unwrap_or_default()
+    };
+    let (activations, refusals) = (
+        ready["activations"].as_u64().unwrap_or(0),
+        ready["refusals"].as_u64().unwrap_or(0),
+    );
+    let text = app.metrics.render(
+        &[
+            Counter(
+                "kiln_plan_activations_total",
+                "Plans verified and activated.",
+                activations,
+            ),
+            Counter(
+                "kiln_plan_refusals_total",
+                "Plans refused because they did not verify.",
+                refusals,
+            ),
+        ],
+        &[
+            Gauge(
+                "kiln_plan_generation",
+                "Plans activated since start (0: none yet).",
+                vec![(String::new(), activations as i64)],
+            ),
+            Gauge(
+                "kiln_machines",
+                "Machines by state.",
+                by_state("SELECT state, COUNT(*) FROM machines GROUP BY state ORDER BY state"),
+            ),
+            Gauge(
+                "kiln_runs",
+                "Runs by state.",
+                by_state("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state"),
+            ),
+        ],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

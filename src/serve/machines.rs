@@ -1,0 +1,429 @@
+//! What happens to a machine, as transactions on the state store: runs,
+//! tokens, reports and the state they lead to.
+//!
+//! States per generation: `new` → `booting` (script served) → `installing`
+//! (install file fetched) → `installed` | `failed`. A machine with
+//! `commission: true` first goes `commissioning` → `commissioned` (its
+//! hardware check passed) before it installs. Every change is audited and
+//! published as an event.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use super::clock::{now, rfc3339};
+use super::store::{audit, machine_row};
+use crate::plan::{sha256_hex, Plan, PlannedMachine};
+
+/// Timing settings of runs and tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Seconds a run may take before it fails for want of a report.
+    pub run_timeout: i64,
+    /// Seconds a token lives (at most as long as its run).
+    pub token_ttl: i64,
+}
+
+/// Changes made by a transaction, to publish once it has committed.
+pub type Events = Vec<Value>;
+
+/// Makes `machine` be in `state`, auditing and publishing the change.
+fn set_state(
+    t: &Connection,
+    machine: &str,
+    state: &str,
+    actor: &str,
+    reason: Option<&str>,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<()> {
+    let old: Option<String> = t
+        .query_row("SELECT state FROM machines WHERE name = ?1", [machine], |r| r.get(0))
+        .optional()?;
+    if old.as_deref() == Some(state) {
+        return Ok(());
+    }
+    t.execute(
+        "UPDATE machines SET state = ?2, updated_at = ?3 WHERE name = ?1",
+        params![machine, state, now()],
+    )?;
+    let detail = json!({"from": old, "to": state, "reason": reason});
+    audit(t, actor, "state", Some(machine), detail.clone(), digest)?;
+    events.push(
+        json!({"type": "state", "machine": machine, "from": old, "to": state, "reason": reason, "at": rfc3339(now())}),
+    );
+    Ok(())
+}
+
+/// Brings the machines table in line with a newly activated plan: new
+/// machines appear as `new`, a bumped generation starts over.
+pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    for m in &plan.machines {
+        let generation = i64::from(m.generation);
+        match machine_row(t, &m.name)? {
+            None => {
+                t.execute(
+                    "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, 'new', ?4)",
+                    params![m.name, m.mac, generation, now()],
+                )?;
+                audit(
+                    t,
+                    "executor",
+                    "machine added",
+                    Some(&m.name),
+                    json!({"mac": m.mac, "generation": generation}),
+                    digest,
+                )?;
+            }
+            Some(row) if row.generation != generation => {
+                t.execute(
+                    "UPDATE machines SET generation = ?2, mac = ?3 WHERE name = ?1",
+                    params![m.name, generation, m.mac],
+                )?;
+                end_runs(t, &m.name, "superseded by a new generation", digest, events)?;
+                audit(
+                    t,
+                    "executor",
+                    "generation",
+                    Some(&m.name),
+                    json!({"from": row.generation, "to": generation}),
+                    digest,
+                )?;
+                set_state(t, &m.name, "new", "executor", Some("new generation"), digest, events)?;
+            }
+            Some(_) => {
+                t.execute("UPDATE machines SET mac = ?2 WHERE name = ?1", params![m.name, m.mac])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends every active run of a machine as failed.
+fn end_runs(t: &Connection, machine: &str, reason: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    let ids: Vec<i64> = t
+        .prepare("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
+        .query_map([machine], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        end_run(t, id, machine, "failed", Some(reason), "executor", digest, events)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn end_run(
+    t: &Connection,
+    run: i64,
+    machine: &str,
+    outcome: &str,
+    reason: Option<&str>,
+    actor: &str,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<()> {
+    t.execute(
+        "UPDATE runs SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
+        params![run, outcome, reason, now()],
+    )?;
+    t.execute("DELETE FROM tokens WHERE run_id = ?1", [run])?;
+    audit(
+        t,
+        actor,
+        "run ended",
+        Some(machine),
+        json!({"run": run, "outcome": outcome, "reason": reason}),
+        digest,
+    )?;
+    events.push(json!({"type": "run", "machine": machine, "run": run, "outcome": outcome, "reason": reason, "at": rfc3339(now())}));
+    Ok(())
+}
+
+/// What `/boot/ipxe` answers.
+pub enum Boot {
+    /// Serve this step's script with this token.
+    Step { step: String, token: String },
+    /// Boot from the local disk.
+    LocalDisk,
+}
+
+/// A token: 256 random bits, hex. Only its hash is stored.
+pub fn mint_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A machine PXE-boots: start or resume the run of its next step and mint
+/// a token, or send it to its disk when its generation is installed.
+pub fn boot(
+    t: &Connection,
+    m: &PlannedMachine,
+    timing: Timing,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<Boot> {
+    let generation = i64::from(m.generation);
+    let row = machine_row(t, &m.name)?;
+    t.execute(
+        "UPDATE machines SET last_seen = ?2 WHERE name = ?1",
+        params![m.name, now()],
+    )?;
+    let row = row.expect("sync_plan created every machine of the plan");
+    if row.installed_generation == Some(generation) {
+        return Ok(Boot::LocalDisk);
+    }
+    let step = if m.steps.iter().any(|s| s.name == "commission") && row.commissioned_generation != Some(generation) {
+        "commission"
+    } else {
+        "install"
+    };
+    let current = now();
+    let run: Option<i64> = t
+        .query_row(
+            "SELECT id FROM runs WHERE machine = ?1 AND generation = ?2 AND step = ?3 AND state = 'active' AND deadline > ?4",
+            params![m.name, generation, step, current],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let run = match run {
+        Some(id) => id,
+        None => {
+            t.execute(
+                "INSERT INTO runs (machine, generation, step, state, started_at, deadline) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
+                params![m.name, generation, step, current, current + timing.run_timeout],
+            )?;
+            let id = t.last_insert_rowid();
+            audit(
+                t,
+                "executor",
+                "run started",
+                Some(&m.name),
+                json!({"run": id, "step": step, "generation": generation}),
+                digest,
+            )?;
+            id
+        }
+    };
+    let token = mint_token();
+    t.execute(
+        "INSERT INTO tokens (hash, run_id, expires_at) VALUES (?1, ?2, ?3)",
+        params![sha256_hex(token.as_bytes()), run, current + timing.token_ttl],
+    )?;
+    let state = if step == "commission" {
+        "commissioning"
+    } else {
+        "booting"
+    };
+    set_state(t, &m.name, state, &format!("machine:{}", m.name), None, digest, events)?;
+    Ok(Boot::Step {
+        step: step.to_string(),
+        token,
+    })
+}
+
+/// An unknown MAC asked to boot.
+pub fn discovered(t: &Connection, mac: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    let current = now();
+    let seen: Option<i64> = t
+        .query_row("SELECT boots FROM discovered WHERE mac = ?1", [mac], |r| r.get(0))
+        .optional()?;
+    match seen {
+        Some(_) => {
+            t.execute(
+                "UPDATE discovered SET last_seen = ?2, boots = boots + 1 WHERE mac = ?1",
+                params![mac, current],
+            )?;
+        }
+        None => {
+            t.execute(
+                "INSERT INTO discovered (mac, first_seen, last_seen, boots) VALUES (?1, ?2, ?2, 1)",
+                params![mac, current],
+            )?;
+            audit(t, "executor", "discovered", None, json!({"mac": mac}), digest)?;
+            events.push(json!({"type": "discovered", "mac": mac, "at": rfc3339(current)}));
+        }
+    }
+    Ok(())
+}
+
+/// The run a live token belongs to.
+pub struct LiveRun {
+    pub id: i64,
+    pub machine: String,
+    pub step: String,
+}
+
+pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>> {
+    let current = now();
+    t.query_row(
+        "SELECT r.id, r.machine, r.step FROM tokens k JOIN runs r ON r.id = k.run_id
+         WHERE k.hash = ?1 AND k.expires_at > ?2 AND r.state = 'active' AND r.deadline > ?2",
+        params![sha256_hex(token.as_bytes()), current],
+        |r| {
+            Ok(LiveRun {
+                id: r.get(0)?,
+                machine: r.get(1)?,
+                step: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The machine fetched its install file with a live token.
+pub fn install_fetched(t: &Connection, run: &LiveRun, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    if run.step == "install" {
+        set_state(
+            t,
+            &run.machine,
+            "installing",
+            &format!("machine:{}", run.machine),
+            None,
+            digest,
+            events,
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores a report; `postinstall_done`, `hardware_ok` or `failed` end the
+/// run. Returns the machine's state afterwards.
+pub fn report(
+    t: &Connection,
+    run: &LiveRun,
+    snapshot: &Value,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<String> {
+    let actor = format!("machine:{}", run.machine);
+    t.execute(
+        "INSERT INTO facts (run_id, machine, at, snapshot) VALUES (?1, ?2, ?3, ?4)",
+        params![run.id, run.machine, now(), snapshot.to_string()],
+    )?;
+    let failed = snapshot["failed"].as_str().map(str::to_string);
+    let outcome = match (run.step.as_str(), &failed) {
+        (_, Some(reason)) => Some(("failed", Some(reason.clone()))),
+        ("commission", None) => match snapshot["hardware_ok"].as_bool() {
+            Some(true) => Some(("succeeded", None)),
+            Some(false) => Some(("failed", Some("hardware check failed".to_string()))),
+            None => None,
+        },
+        (_, None) => (snapshot["postinstall_done"] == Value::Bool(true)).then_some(("succeeded", None)),
+    };
+    if let Some((result, reason)) = outcome {
+        end_run(
+            t,
+            run.id,
+            &run.machine,
+            result,
+            reason.as_deref(),
+            &actor,
+            digest,
+            events,
+        )?;
+        let (column, state) = match (result, run.step.as_str()) {
+            ("failed", _) => (None, "failed"),
+            (_, "commission") => (Some("commissioned_generation"), "commissioned"),
+            _ => (Some("installed_generation"), "installed"),
+        };
+        if let Some(column) = column {
+            t.execute(
+                &format!("UPDATE machines SET {column} = generation WHERE name = ?1"),
+                [&run.machine],
+            )?;
+        }
+        set_state(t, &run.machine, state, &actor, reason.as_deref(), digest, events)?;
+    }
+    t.query_row("SELECT state FROM machines WHERE name = ?1", [&run.machine], |r| {
+        r.get(0)
+    })
+}
+
+/// Fails every run whose deadline has passed without a report.
+pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    let expired: Vec<(i64, String)> = t
+        .prepare("SELECT id, machine FROM runs WHERE state = 'active' AND deadline <= ?1")?
+        .query_map([now()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let reason = format!("no report within the run timeout ({} s)", timing.run_timeout);
+    for (id, machine) in expired {
+        end_run(t, id, &machine, "failed", Some(&reason), "executor", digest, events)?;
+        set_state(t, &machine, "failed", "executor", Some(&reason), digest, events)?;
+    }
+    t.execute("DELETE FROM tokens WHERE expires_at <= ?1", [now()])?;
+    Ok(())
+}
+
+/// An operator asked (and confirmed) to install a machine again.
+pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+    for (id,) in t
+        .prepare("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
+        .query_map([machine], |r| Ok((r.get::<_, i64>(0)?,)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    {
+        end_run(
+            t,
+            id,
+            machine,
+            "failed",
+            Some("reprovisioned by an operator"),
+            "operator",
+            digest,
+            events,
+        )?;
+    }
+    t.execute(
+        "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL WHERE name = ?1",
+        [machine],
+    )?;
+    audit(t, "operator", "reprovision", Some(machine), json!({}), digest)?;
+    set_state(t, machine, "new", "operator", Some("reprovisioned"), digest, events)
+}
+
+/// A machine's state, runs and last facts, for the operator API.
+pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result<Value> {
+    let row = machine_row(conn, &m.name)?;
+    let runs: Vec<Value> = conn
+        .prepare("SELECT id, generation, step, state, reason, started_at, deadline, ended_at FROM runs WHERE machine = ?1 ORDER BY id")?
+        .query_map([&m.name], |r| {
+            Ok(json!({
+                "id": r.get::<_, i64>(0)?,
+                "generation": r.get::<_, i64>(1)?,
+                "step": r.get::<_, String>(2)?,
+                "state": r.get::<_, String>(3)?,
+                "reason": r.get::<_, Option<String>>(4)?,
+                "startedAt": rfc3339(r.get(5)?),
+                "deadline": rfc3339(r.get(6)?),
+                "endedAt": r.get::<_, Option<i64>>(7)?.map(rfc3339),
+            }))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let facts: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT at, snapshot FROM facts WHERE machine = ?1 ORDER BY id DESC LIMIT 1",
+            [&m.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let timeline = super::store::audit_log(conn, 0, Some(&m.name), 1000)?;
+    let mut summary = machine_summary(m, row.as_ref());
+    summary["runs"] = Value::Array(runs);
+    summary["timeline"] = Value::Array(timeline);
+    summary["lastFacts"] = facts.map_or(
+        Value::Null,
+        |(at, s)| json!({"at": rfc3339(at), "snapshot": serde_json::from_str::<Value>(&s).unwrap_or(Value::Null)}),
+    );
+    Ok(summary)
+}
+
+pub fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> Value {
+    json!({
+        "name": m.name,
+        "mac": m.mac,
+        "ip": m.ip,
+        "blueprint": m.blueprint,
+        "generation": m.generation,
+        "state": row.map_or("new", |r| r.state.as_str()),
+        "lastSeen": row.and_then(|r| r.last_seen).map(rfc3339),
+    })
+}

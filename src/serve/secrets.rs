@@ -1,0 +1,82 @@
+//! The secret store: one file per secret under `--secrets DIR`, readable by
+//! the executor's user only. Values are read when a file that needs them is
+//! served, never logged, audited or returned anywhere else.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct Secrets {
+    dir: Option<PathBuf>,
+}
+
+/// A group or world permission bit makes a secret readable by others.
+pub fn private(path: &Path) -> Result<(), String> {
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is accessible by group or others (mode {:o}); make it private (chmod go-rwx)",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+impl Secrets {
+    /// Checks the directory and every file in it.
+    pub fn open(dir: Option<&Path>) -> Result<Secrets, String> {
+        if let Some(dir) = dir {
+            private(dir)?;
+            for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+                private(&entry.map_err(|e| e.to_string())?.path())?;
+            }
+        }
+        Ok(Secrets {
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<String, String> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        let dir = self
+            .dir
+            .as_ref()
+            .filter(|_| valid)
+            .ok_or_else(|| format!("secret `{name}` is not in the secret store"))?;
+        let path = dir.join(name);
+        private(&path).map_err(|_| format!("secret `{name}` is missing or not private"))?;
+        let value =
+            std::fs::read_to_string(&path).map_err(|_| format!("secret `{name}` is not in the secret store"))?;
+        Ok(value.strip_suffix('\n').unwrap_or(&value).to_string())
+    }
+}
+
+const SECRET: &str = "@@kiln:secret:";
+
+/// Fills the runtime placeholders of a served file: the server URL, the
+/// run token and, when `secrets` are given, every secret.
+pub fn fill(content: &[u8], server: &str, token: &str, secrets: Option<&Secrets>) -> Result<Vec<u8>, String> {
+    let text = String::from_utf8_lossy(content);
+    let mut out = text.replace("@@kiln:server@@", server).replace("@@kiln:token@@", token);
+    let mut from = 0;
+    while let Some(found) = out[from..].find(SECRET) {
+        let start = from + found;
+        let rest = &out[start + SECRET.len()..];
+        let end = rest.find("@@").ok_or("unterminated secret placeholder")?;
+        let name = rest[..end].to_string();
+        let value = match secrets {
+            Some(s) => s.get(&name)?,
+            None => return Err(format!("secret `{name}` is only served with a run token")),
+        };
+        out.replace_range(start..start + SECRET.len() + end + 2, &value);
+        from = start + value.len();
+    }
+    Ok(out.into_bytes())
+}

@@ -1,0 +1,250 @@
+//! The executor's state: SQLite in WAL mode under `--state`.
+//!
+//! Every change goes through one writer thread that owns the write
+//! connection. Concurrent requests' changes are committed together (group
+//! commit: one transaction, one fsync) and each request gets its answer
+//! only after that commit, so nothing acknowledged is ever lost, and a boot
+//! storm costs one fsync per batch rather than per machine. Each job runs
+//! in its own savepoint, so one failing job does not undo the others.
+//! Reads for the operator API use their own connection.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, oneshot};
+
+use super::clock::{now, rfc3339};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS machines (
+    name TEXT PRIMARY KEY,
+    mac TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    installed_generation INTEGER,
+    commissioned_generation INTEGER,
+    last_seen INTEGER,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    machine TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    started_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    ended_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_active ON runs (state, deadline);
+CREATE INDEX IF NOT EXISTS runs_machine ON runs (machine);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS facts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    machine TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    snapshot TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS facts_machine ON facts (machine);
+CREATE TABLE IF NOT EXISTS discovered (
+    mac TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    boots INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    machine TEXT,
+    detail TEXT NOT NULL,
+    plan_digest TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_machine ON audit (machine);
+";
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before its reply leaves.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// A change to run in the writer's transaction. It returns what to send
+/// once the transaction has committed (or failed to).
+type Job = Box<dyn FnOnce(&mut Transaction) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
+
+/// Handle to the state database.
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    reader: Mutex<Connection>,
+    pub events: broadcast::Sender<Value>,
+}
+
+/// Most jobs committed in one transaction.
+const BATCH: usize = 512;
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("kiln.db");
+        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let mut writer = open(&path).map_err(fail)?;
+        writer.execute_batch(SCHEMA).map_err(fail)?;
+        let reader = open(&path).map_err(fail)?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (events, _) = broadcast::channel(4096);
+        std::thread::Builder::new()
+            .name("kiln-store".into())
+            .spawn(move || write_loop(&mut writer, rx))
+            .map_err(|e| e.to_string())?;
+        Ok(Store {
+            jobs,
+            reader: Mutex::new(reader),
+            events,
+        })
+    }
+
+    /// Runs `change` in the writer's transaction; resolves after commit.
+    pub async fn write<T, F>(&self, change: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |t: &mut Transaction| {
+            let result = match t.savepoint() {
+                Ok(mut sp) => match change(&sp) {
+                    Ok(v) => sp.commit().map(|_| v).map_err(|e| e.to_string()),
+                    Err(e) => {
+                        let _ = sp.rollback();
+                        Err(e.to_string())
+                    }
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| "the state store has stopped".to_string())?;
+        rx.await.map_err(|_| "the state store has stopped".to_string())?
+    }
+
+    /// Runs a read-only query on the reader connection.
+    pub fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
+        let conn = self.reader.lock().map_err(|_| "state reader poisoned".to_string())?;
+        query(&conn).map_err(|e| e.to_string())
+    }
+}
+
+fn write_loop(conn: &mut Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let outcome = match conn.transaction() {
+            Ok(mut t) => {
+                for job in batch {
+                    replies.push(job(&mut t));
+                }
+                t.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                // Could not even begin: fail every job of the batch.
+                let message = e.to_string();
+                for _ in batch {
+                    replies.push(Box::new(|_| {}));
+                }
+                Err(message)
+            }
+        };
+        for reply in replies {
+            reply(outcome.clone());
+        }
+    }
+}
+
+/// Appends an audit record.
+pub fn audit(
+    t: &Connection,
+    actor: &str,
+    action: &str,
+    machine: Option<&str>,
+    detail: Value,
+    plan_digest: &str,
+) -> rusqlite::Result<()> {
+    t.execute(
+        "INSERT INTO audit (at, actor, action, machine, detail, plan_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![now(), actor, action, machine, detail.to_string(), plan_digest],
+    )?;
+    Ok(())
+}
+
+/// The audit log, oldest first, after record `since`.
+pub fn audit_log(conn: &Connection, since: i64, machine: Option<&str>, limit: i64) -> rusqlite::Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor, action, machine, detail, plan_digest FROM audit
+         WHERE id > ?1 AND (?2 IS NULL OR machine = ?2) ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![since, machine, limit], |r| {
+        let detail: String = r.get(5)?;
+        Ok(json!({
+            "id": r.get::<_, i64>(0)?,
+            "at": rfc3339(r.get(1)?),
+            "actor": r.get::<_, String>(2)?,
+            "action": r.get::<_, String>(3)?,
+            "machine": r.get::<_, Option<String>>(4)?,
+            "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+            "planDigest": r.get::<_, Option<String>>(6)?,
+        }))
+    })?;
+    rows.collect()
+}
+
+/// A machine's row, if the executor has seen it.
+#[derive(Clone, Debug)]
+pub struct MachineRow {
+    pub generation: i64,
+    pub state: String,
+    pub installed_generation: Option<i64>,
+    pub commissioned_generation: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+pub fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
+    conn.query_row(
+        "SELECT generation, state, installed_generation, commissioned_generation, last_seen FROM machines WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(MachineRow {
+                generation: r.get(0)?,
+                state: r.get(1)?,
+                installed_generation: r.get(2)?,
+                commissioned_generation: r.get(3)?,
+                last_seen: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}

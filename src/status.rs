@@ -1,0 +1,117 @@
+//! `kiln status`: the machines of a running executor, by state. A client of
+//! the operator API; exits 3 when any machine is `failed`.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cli::{exit, Failure};
+
+fn operator_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
+    match file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{}: {e}", path.display())))?;
+            Ok(Some(text.trim().to_string()))
+        }
+        None => Ok(std::env::var("KILN_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty())),
+    }
+}
+
+/// GETs `url` with the operator token and parses the JSON answer.
+pub fn get_json(url: &str, token: Option<&str>) -> Result<Value, Failure> {
+    let mut request = ureq::get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .call()
+        .map_err(|e| Failure::Runtime(format!("{url}: {e}")))?;
+    let code = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| Failure::Runtime(format!("{url}: {e}")))?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|e| Failure::Runtime(format!("{url}: HTTP {code}, not JSON: {e}")))?;
+    if code != 200 {
+        let why = body["error"].as_str().unwrap_or("request failed").to_string();
+        return Err(Failure::Runtime(format!("{url}: HTTP {code}: {why}")));
+    }
+    Ok(body)
+}
+
+pub fn status(server: &str, token_file: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let token = operator_token(token_file)?;
+    let body = get_json(
+        &format!("{}/v1/machines", server.trim_end_matches('/')),
+        token.as_deref(),
+    )?;
+    let machines = body["machines"].as_array().cloned().unwrap_or_default();
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&body).expect("JSON prints"))?;
+    } else {
+        let text = |v: &Value| {
+            v.as_str().map_or_else(
+                || if v.is_null() { "-".to_string() } else { v.to_string() },
+                str::to_string,
+            )
+        };
+        let rows: Vec<[String; 6]> = machines
+            .iter()
+            .map(|m| {
+                [
+                    text(&m["name"]),
+                    text(&m["state"]),
+                    text(&m["generation"]),
+                    text(&m["ip"]),
+                    text(&m["mac"]),
+                    text(&m["lastSeen"]),
+                ]
+            })
+            .collect();
+        let headers = ["NAME", "STATE", "GEN", "IP", "MAC", "LAST SEEN"];
+        let widths: Vec<usize> = (0..6)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([headers[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 6]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        };
+        writeln!(stdout, "{}", line(headers))?;
+        for r in &rows {
+            writeln!(stdout, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for m in &machines {
+            *counts.entry(text(&m["state"])).or_insert(0) += 1;
+        }
+        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        writeln!(
+            stdout,
+            "\n{} machines of site {}: {}",
+            machines.len(),
+            text(&body["site"]),
+            summary.join(", ")
+        )?;
+    }
+    let failed = machines.iter().any(|m| m["state"] == "failed");
+    Ok(if failed { exit::DEGRADED } else { exit::OK })
+}
