@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -253,8 +253,13 @@ async fn install(
     Ok(plain(body, content_type(&file)))
 }
 
-async fn artifact(State(app): State<Arc<App>>, headers: HeaderMap, Path(path): Path<String>) -> Answer {
+async fn artifact(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, Path(path): Path<String>) -> Answer {
     let plan = active_plan(&app)?;
+    // A slash or backslash smuggled in encoded never names an artifact.
+    let raw = uri.path().to_ascii_lowercase();
+    if raw.contains("%2f") || raw.contains("%5c") {
+        return Err(error(StatusCode::NOT_FOUND, "no such artifact"));
+    }
     let dir = app.opts.artifacts_dir.as_deref();
     Ok(artifacts::serve(&app.artifacts, dir, &path, plan.artifacts.get(&path), &headers).await)
 }

@@ -102,3 +102,178 @@ pub fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{rel} does not contain {from:?}");
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// A tiny bare-metal site for executor tests: site `t`, blueprint `tiny`
+/// (kernel + initrd artifacts, an install script that reports with its
+/// token, and a secret), blueprint `commission`, and machines `m1`
+/// (52:54:00:00:00:01) and `m2` (52:54:00:00:00:02, commissioned first).
+/// Returns the repository; `kiln render` has written `out/t/`.
+pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    let sha = kiln::plan::sha256_hex;
+    write(
+        r,
+        "sites/t/site.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {name: t}\nspec:\n  domain: t.example.net\n  bootServer: http://10.0.2.2:8080\n  networks:\n    - {name: net, cidr: 10.0.2.0/24, gateway: 10.0.2.2, dns: [10.0.2.3], pool: {start: 10.0.2.100, end: 10.0.2.200}}\n",
+    );
+    write(
+        r,
+        "sites/t/machines/m.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: m1}\nspec:\n  blueprint: tiny\n  interfaces: [{mac: \"52:54:00:00:00:01\", network: net}]\n---\napiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: m2}\nspec:\n  blueprint: tiny\n  commission: true\n  interfaces: [{mac: \"52:54:00:00:00:02\", network: net}]\n",
+    );
+    for (bp, install) in [("tiny", "install.sh"), ("commission", "check.sh")] {
+        write(
+            r,
+            &format!("blueprints/{bp}/blueprint.yaml"),
+            &format!(
+                "apiVersion: kiln/v1alpha1\nkind: Blueprint\nmetadata: {{name: {bp}}}\nspec:\n  os: generic\n  version: \"1\"\n  artifacts:\n    kernel: {{path: tiny/vmlinuz, sha256: {}}}\n    initrd: {{path: tiny/initrd.img, sha256: {}}}\n  templates: {{ipxe: templates/boot.ipxe.j2, install: templates/{install}.j2}}\n",
+                sha(kernel),
+                sha(initrd)
+            ),
+        );
+        write(
+            r,
+            &format!("blueprints/{bp}/templates/boot.ipxe.j2"),
+            "#!ipxe\n# {{ blueprint.name }} of {{ machine.name }}\nkernel {{ blueprint.artifacts.kernel.url }} console=ttyS0 kiln.install={{ install_url }}\ninitrd {{ blueprint.artifacts.initrd.url }}\nboot\n",
+        );
+    }
+    write(
+        r,
+        "blueprints/tiny/templates/install.sh.j2",
+        "#!/bin/sh\n# install {{ machine.name }}; demo password: {{ secret(\"demo-password\") }}\ntimeout 30 wget -q -O - --header \"Authorization: Bearer {{ token }}\" --header \"Content-Type: application/json\" --post-data '{\"snapshot\": {\"postinstall_done\": true, \"hostname\": \"{{ machine.name }}\"}}' {{ report_url }}\n",
+    );
+    write(
+        r,
+        "blueprints/commission/templates/check.sh.j2",
+        "#!/bin/sh\n# commission {{ machine.name }}\ntimeout 30 wget -q -O - --header \"Authorization: Bearer {{ token }}\" --post-data '{\"snapshot\": {\"hardware_ok\": true}}' {{ report_url }}\n",
+    );
+    let run = kiln(r, &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    repo
+}
+
+/// A running `kiln serve`, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `kiln serve ARGS --listen 127.0.0.1:0` and waits (at most
+    /// 20 s) until it listens.
+    pub fn start(args: &[&str], log: &Path) -> Server {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        // Owned by the server from here on: dropping it (also on panic) kills it.
+        let mut server = Server {
+            child,
+            url: String::new(),
+            log: log.to_path_buf(),
+        };
+        let started = std::time::Instant::now();
+        let before = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("listening on")
+            .count();
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(line) = text.lines().filter(|l| l.contains("listening on http://")).nth(before) {
+                server.url = line.split("listening on ").nth(1).unwrap().trim().to_string();
+                return server;
+            }
+            assert!(started.elapsed().as_secs() < 20, "kiln serve did not start:\n{text}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP answer: status, headers (lowercase names), body.
+pub struct Http {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+}
+
+/// Sends a request as written (no path normalisation) and reads the answer.
+pub fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Http {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+        body = dechunk(&body);
+    }
+    Http { status, headers, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+    out
+}

@@ -223,6 +223,7 @@ off() {
 }
 fail() { say "FAILED $*"; off; }
 
+echo   # the firmware leaves escape sequences on the line; start markers on a fresh one
 say "init started, kernel $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime)s"
 while read -r m; do
     [ -n "$m" ] || continue
