@@ -335,9 +335,16 @@ async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name)
     Ok(Json(detail).into_response())
 }
 
+/// `{}` asks for a confirmation token; `{"confirm": "..."}` uses one.
 #[derive(Deserialize, Default)]
 struct Confirm {
+    #[serde(default, deserialize_with = "present_string")]
     confirm: Option<String>,
+}
+
+/// A field that may be absent but, when present, must be a string (not null).
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// Two steps: the first call returns a confirmation token valid for 60 s,
@@ -353,10 +360,13 @@ async fn reprovision(
     if plan.machine(&name).is_none() {
         return Err(error(StatusCode::NOT_FOUND, "no such machine in the plan"));
     }
+    let bad_body = || error(StatusCode::BAD_REQUEST, "the body must be {} or {\"confirm\": \"...\"}");
     let confirm = match body.is_empty() {
         true => Confirm::default(),
-        false => serde_json::from_slice::<Confirm>(&body)
-            .map_err(|_| error(StatusCode::BAD_REQUEST, "the body must be {} or {\"confirm\": \"...\"}"))?,
+        false => match serde_json::from_slice::<Value>(&body) {
+            Ok(v @ Value::Object(_)) => serde_json::from_value::<Confirm>(v).map_err(|_| bad_body())?,
+            _ => return Err(bad_body()),
+        },
     };
     let now = clock::now();
     let Some(given) = confirm.confirm else {
@@ -403,7 +413,13 @@ async fn audit(
     let Ok(Query(q)) = query else {
         return Err(error(StatusCode::BAD_REQUEST, "`since` and `limit` must be integers"));
     };
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) || q.since.is_some_and(|s| s < 0) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "`since` must be at least 0 and `limit` between 1 and 10000",
+        ));
+    }
     let records = app
         .store
         .read(|c| store::audit_log(c, q.since.unwrap_or(0), None, limit))

@@ -54,6 +54,9 @@ ensure_packages
 
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
+# Serialise concurrent builds into the same OUTDIR (parallel test runs).
+exec 9>"$OUTDIR/.lock"
+flock 9
 STAMP_WANT="$(sha256sum "$SELF" | cut -d' ' -f1) ${KILN_GUEST_KERNEL_PKG:-default}"
 if [[ ${KILN_GUEST_FORCE:-} != 1 && -s $OUTDIR/vmlinuz && -s $OUTDIR/initrd.img &&
       -f $OUTDIR/.stamp && "$(head -n1 "$OUTDIR/.stamp")" == "$STAMP_WANT" ]]; then

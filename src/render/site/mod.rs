@@ -156,8 +156,11 @@ fn menu(site: &SiteModel) -> String {
         "#!ipxe\n\
          # kiln boot menu for site {name}: ask the executor what this machine boots.\n\
          # The MAC is sent as 52-54-00-12-34-56 (iPXE would percent-encode colons).\n\
+         # When the machine's script returns (its disk is to boot), leave iPXE\n\
+         # so the firmware boots the next device.\n\
          :start\n\
          chain --autofree {SERVER}/boot/ipxe?mac=${{net0/mac:hexhyp}} || goto retry\n\
+         exit\n\
          :retry\n\
          echo kiln: boot server {SERVER} unreachable, retrying in 10 s\n\
          sleep 10\n\
