@@ -4,7 +4,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 export CARGO_PROFILE_DEV_DEBUG = 0
 
-.PHONY: demo build test lint check bench deps
+.PHONY: demo build test lint bench bench-serve deps
 
 build:
 	$(CARGO) build --release
@@ -28,3 +28,6 @@ deps:
 
 bench: build
 	bash bench/run.sh
+
+bench-serve: build
+	bash bench/serve.sh

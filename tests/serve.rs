@@ -621,3 +621,33 @@ fn the_executor_depends_on_the_plan_types_only() {
         }
     }
 }
+
+/// The shipped systemd unit is one systemd accepts.
+#[test]
+fn the_systemd_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo_root().join("deploy/kiln-serve.service")).unwrap();
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "User=kiln",
+        "ReadWritePaths=/var/lib/kiln",
+    ] {
+        assert!(unit.contains(hardening), "the unit lacks {hardening}");
+    }
+    let unit = unit.replace("/usr/local/bin/kiln", env!("CARGO_BIN_EXE_kiln"));
+    let path = dir.path().join("kiln-serve.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (systemd) is needed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> = stderr.lines().filter(|l| l.contains("kiln-serve.service")).collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::clock::{now, rfc3339};
-use super::store::{audit, machine_row};
+use super::store::{audit, exec, machine_row, row as query_row};
 use crate::plan::{sha256_hex, Plan, PlannedMachine};
 
 /// Timing settings of runs and tokens.
@@ -36,13 +36,13 @@ fn set_state(
     digest: &str,
     events: &mut Events,
 ) -> rusqlite::Result<()> {
-    let old: Option<String> = t
-        .query_row("SELECT state FROM machines WHERE name = ?1", [machine], |r| r.get(0))
-        .optional()?;
+    let old: Option<String> =
+        query_row(t, "SELECT state FROM machines WHERE name = ?1", [machine], |r| r.get(0)).optional()?;
     if old.as_deref() == Some(state) {
         return Ok(());
     }
-    t.execute(
+    exec(
+        t,
         "UPDATE machines SET state = ?2, updated_at = ?3 WHERE name = ?1",
         params![machine, state, now()],
     )?;
@@ -61,7 +61,8 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
         let generation = i64::from(m.generation);
         match machine_row(t, &m.name)? {
             None => {
-                t.execute(
+                exec(
+                    t,
                     "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, 'new', ?4)",
                     params![m.name, m.mac, generation, now()],
                 )?;
@@ -75,7 +76,8 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
                 )?;
             }
             Some(row) if row.generation != generation => {
-                t.execute(
+                exec(
+                    t,
                     "UPDATE machines SET generation = ?2, mac = ?3 WHERE name = ?1",
                     params![m.name, generation, m.mac],
                 )?;
@@ -91,7 +93,11 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
                 set_state(t, &m.name, "new", "executor", Some("new generation"), digest, events)?;
             }
             Some(_) => {
-                t.execute("UPDATE machines SET mac = ?2 WHERE name = ?1", params![m.name, m.mac])?;
+                exec(
+                    t,
+                    "UPDATE machines SET mac = ?2 WHERE name = ?1",
+                    params![m.name, m.mac],
+                )?;
             }
         }
     }
@@ -101,7 +107,7 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
 /// Ends every active run of a machine as failed.
 fn end_runs(t: &Connection, machine: &str, reason: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let ids: Vec<i64> = t
-        .prepare("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
+        .prepare_cached("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
         .query_map([machine], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for id in ids {
@@ -121,11 +127,12 @@ fn end_run(
     digest: &str,
     events: &mut Events,
 ) -> rusqlite::Result<()> {
-    t.execute(
+    exec(
+        t,
         "UPDATE runs SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
         params![run, outcome, reason, now()],
     )?;
-    t.execute("DELETE FROM tokens WHERE run_id = ?1", [run])?;
+    exec(t, "DELETE FROM tokens WHERE run_id = ?1", [run])?;
     audit(
         t,
         actor,
@@ -164,7 +171,8 @@ pub fn boot(
 ) -> rusqlite::Result<Boot> {
     let generation = i64::from(m.generation);
     let row = machine_row(t, &m.name)?;
-    t.execute(
+    exec(
+        t,
         "UPDATE machines SET last_seen = ?2 WHERE name = ?1",
         params![m.name, now()],
     )?;
@@ -178,17 +186,18 @@ pub fn boot(
         "install"
     };
     let current = now();
-    let run: Option<i64> = t
-        .query_row(
-            "SELECT id FROM runs WHERE machine = ?1 AND generation = ?2 AND step = ?3 AND state = 'active' AND deadline > ?4",
-            params![m.name, generation, step, current],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let run: Option<i64> = query_row(
+        t,
+        "SELECT id FROM runs INDEXED BY runs_step
+             WHERE machine = ?1 AND generation = ?2 AND step = ?3 AND state = 'active' AND deadline > ?4",
+        params![m.name, generation, step, current],
+        |r| r.get(0),
+    )
+    .optional()?;
     let run = match run {
         Some(id) => id,
         None => {
-            t.execute(
+            exec(t,
                 "INSERT INTO runs (machine, generation, step, state, started_at, deadline) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
                 params![m.name, generation, step, current, current + timing.run_timeout],
             )?;
@@ -205,7 +214,8 @@ pub fn boot(
         }
     };
     let token = mint_token();
-    t.execute(
+    exec(
+        t,
         "INSERT INTO tokens (hash, run_id, expires_at) VALUES (?1, ?2, ?3)",
         params![sha256_hex(token.as_bytes()), run, current + timing.token_ttl],
     )?;
@@ -224,18 +234,19 @@ pub fn boot(
 /// An unknown MAC asked to boot.
 pub fn discovered(t: &Connection, mac: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let current = now();
-    let seen: Option<i64> = t
-        .query_row("SELECT boots FROM discovered WHERE mac = ?1", [mac], |r| r.get(0))
-        .optional()?;
+    let seen: Option<i64> =
+        query_row(t, "SELECT boots FROM discovered WHERE mac = ?1", [mac], |r| r.get(0)).optional()?;
     match seen {
         Some(_) => {
-            t.execute(
+            exec(
+                t,
                 "UPDATE discovered SET last_seen = ?2, boots = boots + 1 WHERE mac = ?1",
                 params![mac, current],
             )?;
         }
         None => {
-            t.execute(
+            exec(
+                t,
                 "INSERT INTO discovered (mac, first_seen, last_seen, boots) VALUES (?1, ?2, ?2, 1)",
                 params![mac, current],
             )?;
@@ -255,7 +266,8 @@ pub struct LiveRun {
 
 pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>> {
     let current = now();
-    t.query_row(
+    query_row(
+        t,
         "SELECT r.id, r.machine, r.step FROM tokens k JOIN runs r ON r.id = k.run_id
          WHERE k.hash = ?1 AND k.expires_at > ?2 AND r.state = 'active' AND r.deadline > ?2",
         params![sha256_hex(token.as_bytes()), current],
@@ -296,7 +308,8 @@ pub fn report(
     events: &mut Events,
 ) -> rusqlite::Result<String> {
     let actor = format!("machine:{}", run.machine);
-    t.execute(
+    exec(
+        t,
         "INSERT INTO facts (run_id, machine, at, snapshot) VALUES (?1, ?2, ?3, ?4)",
         params![run.id, run.machine, now(), snapshot.to_string()],
     )?;
@@ -327,14 +340,15 @@ pub fn report(
             _ => (Some("installed_generation"), "installed"),
         };
         if let Some(column) = column {
-            t.execute(
+            exec(
+                t,
                 &format!("UPDATE machines SET {column} = generation WHERE name = ?1"),
                 [&run.machine],
             )?;
         }
         set_state(t, &run.machine, state, &actor, reason.as_deref(), digest, events)?;
     }
-    t.query_row("SELECT state FROM machines WHERE name = ?1", [&run.machine], |r| {
+    query_row(t, "SELECT state FROM machines WHERE name = ?1", [&run.machine], |r| {
         r.get(0)
     })
 }
@@ -342,7 +356,7 @@ pub fn report(
 /// Fails every run whose deadline has passed without a report.
 pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let expired: Vec<(i64, String)> = t
-        .prepare("SELECT id, machine FROM runs WHERE state = 'active' AND deadline <= ?1")?
+        .prepare_cached("SELECT id, machine FROM runs WHERE state = 'active' AND deadline <= ?1")?
         .query_map([now()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let reason = format!("no report within the run timeout ({} s)", timing.run_timeout);
@@ -350,14 +364,14 @@ pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) 
         end_run(t, id, &machine, "failed", Some(&reason), "executor", digest, events)?;
         set_state(t, &machine, "failed", "executor", Some(&reason), digest, events)?;
     }
-    t.execute("DELETE FROM tokens WHERE expires_at <= ?1", [now()])?;
+    exec(t, "DELETE FROM tokens WHERE expires_at <= ?1", [now()])?;
     Ok(())
 }
 
 /// An operator asked (and confirmed) to install a machine again.
 pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     for (id,) in t
-        .prepare("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
+        .prepare_cached("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
         .query_map([machine], |r| Ok((r.get::<_, i64>(0)?,)))?
         .collect::<rusqlite::Result<Vec<_>>>()?
     {
@@ -372,7 +386,8 @@ pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Eve
             events,
         )?;
     }
-    t.execute(
+    exec(
+        t,
         "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL WHERE name = ?1",
         [machine],
     )?;
@@ -384,7 +399,7 @@ pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Eve
 pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result<Value> {
     let row = machine_row(conn, &m.name)?;
     let runs: Vec<Value> = conn
-        .prepare("SELECT id, generation, step, state, reason, started_at, deadline, ended_at FROM runs WHERE machine = ?1 ORDER BY id")?
+        .prepare_cached("SELECT id, generation, step, state, reason, started_at, deadline, ended_at FROM runs WHERE machine = ?1 ORDER BY id")?
         .query_map([&m.name], |r| {
             Ok(json!({
                 "id": r.get::<_, i64>(0)?,
@@ -398,13 +413,13 @@ pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result
             }))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let facts: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT at, snapshot FROM facts WHERE machine = ?1 ORDER BY id DESC LIMIT 1",
-            [&m.name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let facts: Option<(i64, String)> = query_row(
+        conn,
+        "SELECT at, snapshot FROM facts WHERE machine = ?1 ORDER BY id DESC LIMIT 1",
+        [&m.name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
     let timeline = super::store::audit_log(conn, 0, Some(&m.name), 1000)?;
     let mut summary = machine_summary(m, row.as_ref());
     summary["runs"] = Value::Array(runs);

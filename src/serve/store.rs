@@ -41,12 +41,13 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_active ON runs (state, deadline);
-CREATE INDEX IF NOT EXISTS runs_machine ON runs (machine);
+CREATE INDEX IF NOT EXISTS runs_step ON runs (machine, generation, step, state);
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     run_id INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at);
 CREATE TABLE IF NOT EXISTS facts (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL,
@@ -185,6 +186,22 @@ fn write_loop(conn: &mut Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
+/// Runs a statement, compiled once per connection and then reused: the
+/// same few statements run for every request.
+pub fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// Queries one row with a cached statement.
+pub fn row<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// Appends an audit record.
 pub fn audit(
     t: &Connection,
@@ -194,7 +211,8 @@ pub fn audit(
     detail: Value,
     plan_digest: &str,
 ) -> rusqlite::Result<()> {
-    t.execute(
+    exec(
+        t,
         "INSERT INTO audit (at, actor, action, machine, detail, plan_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         rusqlite::params![now(), actor, action, machine, detail.to_string(), plan_digest],
     )?;
@@ -233,7 +251,8 @@ pub struct MachineRow {
 }
 
 pub fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
-    conn.query_row(
+    row(
+        conn,
         "SELECT generation, state, installed_generation, commissioned_generation, last_seen FROM machines WHERE name = ?1",
         [name],
         |r| {
