@@ -106,6 +106,11 @@ fn token_of(script: &str) -> String {
     script[at..].split('/').next().unwrap().to_string()
 }
 
+/// Boots a machine and returns the token of its run.
+fn boot_token(s: &Server, mac: &str) -> String {
+    token_of(&get(s, &format!("/boot/ipxe?mac={mac}")).text())
+}
+
 fn state(s: &Server, machine: &str) -> String {
     op_get(s, &format!("/v1/machines/{machine}")).json()["state"]
         .as_str()
@@ -222,7 +227,7 @@ fn commissioning_comes_first_and_must_pass() {
 fn a_failed_hardware_check_fails_the_machine_and_status_says_so() {
     let site = Site::new();
     let s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M2}")).text());
+    let token = boot_token(&s, M2);
     assert_eq!(
         report(&s, &token, r#"{"hardware_ok": false, "memory_mib": 12}"#).json()["state"],
         "failed"
@@ -375,7 +380,7 @@ fn artifacts_range_etag_head_and_no_way_out() {
 fn tokens_die_with_their_ttl_and_runs_time_out() {
     let site = Site::new();
     let s = site.serve(&["--token-ttl", "1", "--run-timeout", "3"]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
         get(&s, &format!("/install/{token}/install.sh")).status,
@@ -399,7 +404,7 @@ fn tokens_die_with_their_ttl_and_runs_time_out() {
 fn a_tampered_plan_is_refused_and_the_old_one_keeps_serving() {
     let site = Site::new();
     let s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     let file = site.path("out/t/install/m1/install.sh");
     let mut tampered = std::fs::read(&file).unwrap();
     let at = tampered.iter().position(|b| *b == b'#').unwrap();
@@ -436,7 +441,7 @@ fn a_tampered_plan_is_refused_and_the_old_one_keeps_serving() {
 fn a_new_generation_starts_a_new_run() {
     let site = Site::new();
     let s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     assert_eq!(report(&s, &token, r#"{"postinstall_done": true}"#).status, 200);
     edit(
         site.repo.path(),
@@ -457,7 +462,7 @@ fn a_new_generation_starts_a_new_run() {
 fn reprovisioning_takes_two_steps() {
     let site = Site::new();
     let s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     report(&s, &token, r#"{"postinstall_done": true}"#);
     let auth = format!("Bearer {OPERATOR}");
     let first = http(
@@ -508,7 +513,7 @@ fn reprovisioning_takes_two_steps() {
 fn an_acknowledged_report_survives_sigkill() {
     let site = Site::new();
     let mut s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     assert_eq!(report(&s, &token, r#"{"postinstall_done": true}"#).status, 200);
     s.kill(); // SIGKILL right after the acknowledgement
     let s = site.serve(&[]);
@@ -523,7 +528,7 @@ fn an_acknowledged_report_survives_sigkill() {
 fn secrets_stay_secret_and_must_be_private() {
     let site = Site::new();
     let s = site.serve(&[]);
-    let token = token_of(&get(&s, &format!("/boot/ipxe?mac={M1}")).text());
+    let token = boot_token(&s, M1);
     assert!(get(&s, &format!("/install/{token}/install.sh")).text().contains(SECRET));
     report(&s, &token, r#"{"postinstall_done": true}"#);
     for path in ["/v1/machines", "/v1/machines/m1", "/v1/audit", "/metrics", "/readyz"] {
