@@ -1,0 +1,247 @@
+//! The rendered DHCP configs served for real: dnsmasq, Kea and ISC dhcpd
+//! each run in a network namespace with the config kiln rendered, and a
+//! busybox `udhcpc` in a second namespace asks as each kind of client. Every
+//! server must hand iPXE the menu URL, UEFI HTTP boot the HTTP URL of
+//! ipxe.efi, UEFI PXE `ipxe.efi`, legacy BIOS `undionly.kpxe`, a known MAC
+//! its reserved address and host name, and an unknown MAC a dynamic lease.
+//! (Needs root for `ip netns`; CI runs as root.)
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Two network namespaces joined by a veth pair: the server side has
+/// 198.18.0.2/24. Removed when dropped.
+struct Net {
+    server: String,
+    client: String,
+    server_if: String,
+    client_if: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Net {
+    fn new() -> Net {
+        let id = std::process::id() % 100_000;
+        let net = Net {
+            server: format!("kiln-dhcp-s{id}"),
+            client: format!("kiln-dhcp-c{id}"),
+            server_if: format!("kds{id}"),
+            client_if: format!("kdc{id}"),
+        };
+        ip(&["netns", "add", &net.server]);
+        ip(&["netns", "add", &net.client]);
+        ip(&[
+            "link",
+            "add",
+            &net.server_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.client_if,
+        ]);
+        ip(&["link", "set", &net.server_if, "netns", &net.server]);
+        ip(&["link", "set", &net.client_if, "netns", &net.client]);
+        ip(&["-n", &net.server, "addr", "add", "198.18.0.2/24", "dev", &net.server_if]);
+        for (ns, dev) in [
+            (&net.server, &net.server_if),
+            (&net.client, &net.client_if),
+            (&net.server, &"lo".to_string()),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        net
+    }
+
+    fn client_mac(&self, mac: &str) {
+        ip(&["-n", &self.client, "link", "set", &self.client_if, "address", mac]);
+    }
+
+    /// Starts a server inside the server namespace.
+    fn serve(&self, command: &[&str], log: &Path) -> Child {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.server])
+            .args(command)
+            .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        child
+    }
+
+    /// One DHCP exchange as a client with these extra udhcpc options; the
+    /// lease's variables (ip, boot_file, hostname, ...).
+    fn ask(&self, dir: &Path, options: &[&str]) -> BTreeMap<String, String> {
+        let lease = dir.join("lease.env");
+        let _ = std::fs::remove_file(&lease);
+        let script = dir.join("udhcpc.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n", lease.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = Command::new("timeout")
+            .args([
+                "20",
+                "ip",
+                "netns",
+                "exec",
+                &self.client,
+                "busybox",
+                "udhcpc",
+                "-i",
+                &self.client_if,
+            ])
+            .args(["-n", "-q", "-t", "5", "-T", "1", "-s"])
+            .arg(&script)
+            .args(options)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("busybox (busybox-static) is needed");
+        assert!(status.success(), "no lease for {options:?}");
+        std::fs::read_to_string(&lease)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+const IPXE: &[&str] = &["-x", "0x4d:69505845"]; // user class "iPXE"
+const BIOS: &[&str] = &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"];
+const UEFI: &[&str] = &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"];
+const UEFI_HTTP: &[&str] = &["-V", "HTTPClient:Arch:00016:UNDI:003016", "-x", "0x5d:0010"];
+
+#[test]
+fn every_dhcp_server_boots_every_kind_of_client() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    let tftp = r.join("tftp");
+    std::fs::create_dir_all(&tftp).unwrap();
+    write(
+        r,
+        "sites/d/site.yaml",
+        &format!(
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: d}}\nspec:\n  domain: d.example.net\n  bootServer: http://198.18.0.2:8080\n  networks:\n    - {{name: net, cidr: 198.18.0.0/24, gateway: 198.18.0.1, dns: [198.18.0.2], pool: {{start: 198.18.0.10, end: 198.18.0.50}}, dhcpRange: {{start: 198.18.0.100, end: 198.18.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  values:\n    dhcp: {{tftpRoot: {}}}\n",
+            tftp.display()
+        ),
+    );
+    write(
+        r,
+        "sites/d/machines/m.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: known}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:00:00:01\", network: net}]\n",
+    );
+    copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    let dhcp = r.join("out/d/dhcp");
+    let net = Net::new();
+    std::fs::create_dir_all("/run/kea").unwrap();
+    std::fs::write(r.join("dhcpd.leases"), "").unwrap();
+    let servers: Vec<(&str, Vec<String>)> = vec![
+        (
+            "dnsmasq",
+            vec![
+                "dnsmasq".into(),
+                format!("--conf-file={}", dhcp.join("dnsmasq.conf").display()),
+                "--no-daemon".into(),
+                format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
+            ],
+        ),
+        (
+            "kea",
+            vec![
+                "kea-dhcp4".into(),
+                "-c".into(),
+                dhcp.join("kea-dhcp4.json").display().to_string(),
+            ],
+        ),
+        (
+            "isc",
+            vec![
+                "dhcpd".into(),
+                "-4".into(),
+                "-f".into(),
+                "-cf".into(),
+                dhcp.join("dhcpd.conf").display().to_string(),
+                "-lf".into(),
+                r.join("dhcpd.leases").display().to_string(),
+                "-pf".into(),
+                r.join("dhcpd.pid").display().to_string(),
+                net.server_if.clone(),
+            ],
+        ),
+    ];
+    for (name, command) in servers {
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let mut server = net.serve(&command, &r.join(format!("{name}.log")));
+        net.client_mac("52:54:00:00:00:01");
+        let expect = [
+            (IPXE, "http://198.18.0.2:8080/menu.ipxe"),
+            (UEFI_HTTP, "http://198.18.0.2:8080/artifacts/ipxe/ipxe.efi"),
+            (UEFI, "ipxe.efi"),
+            (BIOS, "undionly.kpxe"),
+        ];
+        for (client, boot_file) in expect {
+            let lease = net.ask(r, client);
+            assert_eq!(
+                lease.get("boot_file").map(String::as_str),
+                Some(boot_file),
+                "{name} for {client:?}: {lease:?}"
+            );
+            assert_eq!(
+                lease["ip"], "198.18.0.10",
+                "{name}: the known MAC gets its reserved address"
+            );
+            assert_eq!(
+                lease.get("hostname").map(String::as_str),
+                Some("known"),
+                "{name}: and its host name"
+            );
+        }
+        net.client_mac("52:54:00:99:99:99");
+        let lease = net.ask(r, IPXE);
+        let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
+        assert!(
+            lease["ip"].starts_with("198.18.0.") && (100..=150).contains(&last),
+            "{name}: an unknown MAC leases from dhcpRange: {lease:?}"
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        // dnsmasq and dhcpd may leave children behind in the namespace.
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &net.server])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").arg(pid).status();
+                }
+            });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
