@@ -194,6 +194,26 @@ pub enum NewCommand {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// A Machine (sites/SITE/machines/NAME.yaml).
+    Machine {
+        name: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        blueprint: String,
+        /// MAC of the interface it PXE-boots from.
+        #[arg(long)]
+        mac: String,
+        /// The site network of that interface (default: the site's first).
+        #[arg(long)]
+        network: Option<String>,
+        /// A fixed address (default: IPAM allocates one).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Run hardware checks before the install.
+        #[arg(long)]
+        commission: bool,
+    },
     /// A Cluster (sites/SITE/clusters/NAME.yaml).
     Cluster {
         name: String,

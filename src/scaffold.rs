@@ -54,6 +54,50 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
             spec.insert("values".into(), json!({}));
             (format!("sites/{name}/site.yaml"), document("Site", &name, spec))
         }
+        NewCommand::Machine {
+            name,
+            site,
+            blueprint,
+            mac,
+            network,
+            ip,
+            commission,
+        } => {
+            check_name(&name)?;
+            let site_file = repo.join(format!("sites/{site}/site.yaml"));
+            let site_text = std::fs::read_to_string(&site_file)
+                .map_err(|_| usage_error(format!("no site `{site}` (sites/{site}/site.yaml)")))?;
+            if !repo.join(format!("blueprints/{blueprint}/blueprint.yaml")).is_file() {
+                return Err(usage_error(format!(
+                    "unknown blueprint `{blueprint}` (no blueprints/{blueprint}/)"
+                )));
+            }
+            let mac =
+                crate::plan::normalize_mac(&mac).ok_or_else(|| usage_error(format!("`{mac}` is not a MAC address")))?;
+            let network = match network {
+                Some(n) => n,
+                None => {
+                    first_network(&site_text).ok_or_else(|| usage_error(format!("site `{site}` has no networks")))?
+                }
+            };
+            let mut interface = Map::new();
+            interface.insert("mac".into(), mac.into());
+            interface.insert("network".into(), network.into());
+            if let Some(ip) = ip {
+                interface.insert("ip".into(), ip.into());
+            }
+            let mut spec = Map::new();
+            spec.insert("blueprint".into(), blueprint.into());
+            spec.insert("interfaces".into(), json!([interface]));
+            if commission {
+                spec.insert("commission".into(), true.into());
+            }
+            spec.insert("values".into(), json!({}));
+            (
+                format!("sites/{site}/machines/{name}.yaml"),
+                document("Machine", &name, spec),
+            )
+        }
         NewCommand::Cluster {
             name,
             site,
@@ -105,6 +149,12 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
         }
     };
     write_new(repo, &rel, &text, stdout)
+}
+
+/// The name of a site document's first network.
+fn first_network(site_text: &str) -> Option<String> {
+    let doc = crate::yaml::parse_documents(site_text).ok()?.into_iter().next()?;
+    doc.value["spec"]["networks"][0]["name"].as_str().map(str::to_string)
 }
 
 fn check_name(name: &str) -> Result<(), Failure> {

@@ -303,3 +303,50 @@ fn schema_prints_each_kind() {
     assert_eq!(schema["additionalProperties"], false);
     assert_eq!(kiln(&repo_root(), &["schema", "Nope"]).code, 2);
 }
+
+#[test]
+fn new_machine_writes_a_document_that_renders() {
+    let repo = example_copy(true);
+    let run = kiln(
+        repo.path(),
+        &[
+            "new",
+            "machine",
+            "node-09",
+            "--site",
+            "lab",
+            "--blueprint",
+            "rhel9",
+            "--mac",
+            "52-54-00-12-34-09",
+            "--commission",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = std::fs::read_to_string(repo.path().join("sites/lab/machines/node-09.yaml")).unwrap();
+    assert!(
+        doc.contains("52:54:00:12:34:09") && doc.contains("network: prov") && doc.contains("commission: true"),
+        "{doc}"
+    );
+    let run = kiln(repo.path(), &["render", "lab"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(repo
+        .path()
+        .join("out/lab/boot/machines/node-09.commission.ipxe")
+        .is_file());
+    let bad = kiln(
+        repo.path(),
+        &[
+            "new",
+            "machine",
+            "x",
+            "--site",
+            "lab",
+            "--blueprint",
+            "rhel9",
+            "--mac",
+            "zz",
+        ],
+    );
+    assert_eq!(bad.code, 2);
+}
