@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::kinds::Kind;
@@ -84,12 +84,18 @@ pub enum Command {
         check: bool,
         #[command(flatten)]
         values: ValueArgs,
+        /// Report (and report errors) as JSON on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
     },
     /// Check every input and render in memory without writing.
     Validate {
         names: Vec<String>,
         #[command(flatten)]
         values: ValueArgs,
+        /// Report (and report errors) as JSON on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
     },
     /// Show what a change does to the rendered output, between git revisions.
     Diff {
@@ -281,7 +287,26 @@ where
         }
     };
     let repo = cli.repo.clone();
+    let json_errors = matches!(
+        cli.command,
+        Command::Render {
+            format: TextOrJson::Json,
+            ..
+        } | Command::Validate {
+            format: TextOrJson::Json,
+            ..
+        }
+    );
     match dispatch(cli, stdout, stderr) {
+        Err(Failure::Input(diags)) if json_errors => {
+            let errors: Vec<Value> = diags
+                .0
+                .iter()
+                .map(|d| json!({"file": d.file, "line": d.pos.line, "column": d.pos.col, "message": d.message}))
+                .collect();
+            let _ = writeln!(stdout, "{}", json!({"ok": false, "errors": errors}));
+            exit::INVALID_INPUT
+        }
         Ok(code) => code,
         Err(Failure::Input(diags)) => {
             let text = diags.render(|file| read_source(&repo, file));
@@ -338,17 +363,38 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
         },
     };
     match cli.command {
-        Command::Render { names, check, values } => render(&session, names, check, &values, stdout, stderr),
-        Command::Validate { names, values } => {
+        Command::Render {
+            names,
+            check,
+            values,
+            format,
+        } => render(
+            &session,
+            names,
+            check,
+            &values,
+            format == TextOrJson::Json,
+            stdout,
+            stderr,
+        ),
+        Command::Validate { names, values, format } => {
             let started = Instant::now();
             let outputs = session.compile(names, &values)?;
             let files: usize = outputs.iter().map(|o| o.files.len()).sum();
-            writeln!(
-                stdout,
-                "ok: {} outputs, {files} files valid in {} ms",
-                outputs.len(),
-                started.elapsed().as_millis()
-            )?;
+            let ms = started.elapsed().as_millis();
+            if format == TextOrJson::Json {
+                let list: Vec<Value> = outputs
+                    .iter()
+                    .map(|o| json!({"name": o.name, "kind": o.kind, "files": o.files.len()}))
+                    .collect();
+                writeln!(
+                    stdout,
+                    "{}",
+                    json!({"ok": true, "outputs": list, "elapsedMs": ms as u64})
+                )?;
+            } else {
+                writeln!(stdout, "ok: {} outputs, {files} files valid in {ms} ms", outputs.len())?;
+            }
             Ok(exit::OK)
         }
         Command::Diff {
@@ -441,6 +487,7 @@ fn render(
     names: Vec<String>,
     check: bool,
     values: &ValueArgs,
+    json: bool,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<i32, Failure> {
@@ -450,6 +497,10 @@ fn render(
     let outputs = session.compile(names, values)?;
     if check {
         let stale = step(progress, "check", None, || crate::emit::check(out_dir, &outputs, all))?;
+        if json {
+            writeln!(stdout, "{}", json!({"upToDate": stale.is_empty(), "stale": stale}))?;
+            return Ok(if stale.is_empty() { exit::OK } else { exit::DIFFERENCES });
+        }
         if stale.is_empty() {
             writeln!(stdout, "out/ is up to date ({} outputs)", outputs.len())?;
             return Ok(exit::OK);
@@ -461,6 +512,11 @@ fn render(
         return Ok(exit::DIFFERENCES);
     }
     let report = step(progress, "write", None, || crate::emit::write(out_dir, &outputs, all))?;
+    if json {
+        let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});
+        writeln!(stdout, "{body}")?;
+        return Ok(exit::OK);
+    }
     let removed = if report.removed.is_empty() {
         String::new()
     } else {

@@ -157,3 +157,32 @@ fn every_error_of_a_run_is_reported() {
     assert!(err.contains("unknown provider `ovh`"), "{err}");
     assert!(err.contains("unknown field `bogus`"), "{err}");
 }
+
+#[test]
+fn errors_as_json_for_tools() {
+    let repo = example_copy(true);
+    edit(repo.path(), CLUSTER, "provider: aws", "provider: ovh");
+    let run = kiln(repo.path(), &["validate", "--format", "json"]);
+    assert_eq!(run.code, 2);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let e = &report["errors"][0];
+    let place = at_token(CLUSTER, "provider: aws", "aws");
+    assert_eq!(
+        format!("{}:{}:{}", e["file"].as_str().unwrap(), e["line"], e["column"]),
+        place
+    );
+    assert!(e["message"].as_str().unwrap().starts_with("unknown provider `ovh`"));
+    edit(repo.path(), CLUSTER, "provider: ovh", "provider: aws");
+    let ok = kiln(repo.path(), &["validate", "--format", "json"]);
+    assert_eq!(ok.code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ok.stdout).unwrap()["ok"],
+        true
+    );
+    let check = kiln(repo.path(), &["render", "--check", "--format", "json"]);
+    assert_eq!(
+        (check.code, check.stdout.trim()),
+        (0, r#"{"upToDate":true,"stale":[]}"#)
+    );
+}
