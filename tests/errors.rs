@@ -4,18 +4,6 @@
 mod common;
 use common::*;
 
-/// Runs `kiln render` on a broken copy of the example and returns stderr,
-/// after checking the exit code and that out/ did not change.
-fn render_fails(prepare: impl FnOnce(&std::path::Path)) -> String {
-    let repo = example_copy(true);
-    let before = tree(&repo.path().join("out"));
-    prepare(repo.path());
-    let run = kiln(repo.path(), &["render"]);
-    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert_eq!(tree(&repo.path().join("out")), before, "out/ changed on an input error");
-    run.stderr
-}
-
 const CLUSTER: &str = "sites/eu/clusters/prod-aws.yaml";
 
 /// `path:line:column` of the first occurrence of `needle` in an example file.

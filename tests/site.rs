@@ -265,23 +265,12 @@ fn soa_serials_move_only_when_a_zone_changes() {
     assert_eq!(serials(repo.path())["lab.example.net"], first["lab.example.net"] + 2);
 }
 
-/// Renders a broken copy; asserts exit 2, out/ untouched, and returns stderr.
-fn fails(prepare: impl FnOnce(&Path)) -> String {
-    let repo = example_copy(true);
-    let before = tree(&repo.path().join("out"));
-    prepare(repo.path());
-    let run = kiln(repo.path(), &["render"]);
-    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
-    assert_eq!(tree(&repo.path().join("out")), before);
-    run.stderr
-}
-
 const RACK1: &str = "sites/lab/machines/rack1.yaml";
 const NEW: &str = "sites/lab/machines/new.yaml";
 
 #[test]
 fn duplicate_mac() {
-    let err = fails(|r| write(r, NEW, &machine("zz-dup", "52:54:00:12:34:01")));
+    let err = render_fails(|r| write(r, NEW, &machine("zz-dup", "52:54:00:12:34:01")));
     assert!(
         err.contains(&format!(
             "{NEW}:8:13: duplicate MAC 52:54:00:12:34:01: also an interface of machine `node-01`"
@@ -293,13 +282,13 @@ fn duplicate_mac() {
 
 #[test]
 fn duplicate_mac_in_another_spelling() {
-    let err = fails(|r| write(r, NEW, &machine("zz-dup", "5254.0012.3401")));
+    let err = render_fails(|r| write(r, NEW, &machine("zz-dup", "5254.0012.3401")));
     assert!(err.contains("duplicate MAC 52:54:00:12:34:01"), "{err}");
 }
 
 #[test]
 fn duplicate_ip() {
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         write(
             r,
             NEW,
@@ -316,7 +305,7 @@ fn duplicate_ip() {
 
 #[test]
 fn duplicate_machine_name() {
-    let err = fails(|r| write(r, NEW, &machine("node-01", "52:54:00:99:00:04")));
+    let err = render_fails(|r| write(r, NEW, &machine("node-01", "52:54:00:99:00:04")));
     assert!(
         err.contains(&format!(
             "{RACK1}:6:9: duplicate machine name `node-01`: also defined in {NEW}"
@@ -327,7 +316,7 @@ fn duplicate_machine_name() {
 
 #[test]
 fn ip_outside_its_network() {
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         write(
             r,
             NEW,
@@ -344,7 +333,7 @@ fn ip_outside_its_network() {
 
 #[test]
 fn ip_inside_the_dhcp_range() {
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         write(
             r,
             NEW,
@@ -359,7 +348,7 @@ fn ip_inside_the_dhcp_range() {
 
 #[test]
 fn overlapping_networks() {
-    let err = fails(|r| edit(r, "sites/lab/site.yaml", "cidr: 10.30.4.0/22", "cidr: 10.20.128.0/22"));
+    let err = render_fails(|r| edit(r, "sites/lab/site.yaml", "cidr: 10.30.4.0/22", "cidr: 10.20.128.0/22"));
     assert!(
         err.contains("sites/lab/site.yaml:19:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"),
         "{err}"
@@ -370,7 +359,7 @@ fn overlapping_networks() {
 fn pool_exhausted() {
     // Locked addresses use .1-.7 and .10 of a pool shrunk to .1-.12, which
     // leaves four free; five new machines want one each.
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         edit(
             r,
             "sites/lab/site.yaml",
@@ -390,7 +379,7 @@ fn pool_exhausted() {
 
 #[test]
 fn unknown_network() {
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         write(
             r,
             NEW,
@@ -407,7 +396,7 @@ fn unknown_network() {
 
 #[test]
 fn unknown_blueprint() {
-    let err = fails(|r| {
+    let err = render_fails(|r| {
         write(
             r,
             NEW,
@@ -424,7 +413,7 @@ fn unknown_blueprint() {
 
 #[test]
 fn a_mac_that_is_not_one() {
-    let err = fails(|r| write(r, NEW, &machine("bad", "52:54:00:zz:00:09")));
+    let err = render_fails(|r| write(r, NEW, &machine("bad", "52:54:00:zz:00:09")));
     assert!(
         err.contains(&format!("{NEW}:8:13: mac `52:54:00:zz:00:09` is not a MAC address")),
         "{err}"

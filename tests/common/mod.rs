@@ -103,6 +103,18 @@ pub fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Runs `kiln render` on a copy of the example broken by `prepare`; checks
+/// it exits 2 and leaves out/ exactly as it was, and returns its stderr.
+pub fn render_fails(prepare: impl FnOnce(&Path)) -> String {
+    let repo = example_copy(true);
+    let before = tree(&repo.path().join("out"));
+    prepare(repo.path());
+    let run = kiln(repo.path(), &["render"]);
+    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert_eq!(tree(&repo.path().join("out")), before, "out/ changed on an input error");
+    run.stderr
+}
+
 /// A tiny bare-metal site for executor tests: site `t`, blueprint `tiny`
 /// (kernel + initrd artifacts, an install script that reports with its
 /// token, and a secret), blueprint `commission`, and machines `m1`
