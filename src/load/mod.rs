@@ -97,24 +97,17 @@ pub fn load_from(source: &dyn Source) -> (Repo, Diagnostics) {
     }
 
     let schemas = schema::Validators::new();
-    let parsed: Vec<(Kind, Vec<Parsed>)> = read
+    let parsed: Vec<Vec<Parsed>> = read
         .par_iter()
         .filter_map(|(rel, text)| {
             let kind = expected_kind(rel)?;
             let text = text.as_ref().ok()?;
-            Some((kind, parse_file(rel, text, kind, &schemas)))
+            Some(parse_file(rel, text, kind, &schemas))
         })
         .collect();
-    for (kind, inputs) in parsed {
-        for input in inputs {
-            match input {
-                Ok(input) => {
-                    if let Err(d) = repo.add(kind, input) {
-                        diags.push(d);
-                    }
-                }
-                Err(d) => diags.push(d),
-            }
+    for loaded in parsed.into_iter().flatten() {
+        if let Err(d) = loaded.and_then(|l| repo.add(l)) {
+            diags.push(d);
         }
     }
     repo.locks = repo
@@ -157,8 +150,16 @@ fn expected_kind(rel: &str) -> Option<Kind> {
     }
 }
 
-/// A document that passed its schema, not yet typed.
-type Parsed = Result<Input<serde_json::Value>, Diagnostic>;
+/// A document that passed its schema, as its kind.
+enum Loaded {
+    Site(Input<Site>),
+    Machine(Input<Machine>),
+    Blueprint(Input<Blueprint>),
+    Cluster(Input<Cluster>),
+    Recipe(Input<Recipe>),
+}
+
+type Parsed = Result<Loaded, Diagnostic>;
 
 fn parse_file(rel: &str, text: &str, kind: Kind, schemas: &schema::Validators) -> Vec<Parsed> {
     let docs = match parse_documents(text) {
@@ -175,50 +176,58 @@ fn parse_file(rel: &str, text: &str, kind: Kind, schemas: &schema::Validators) -
     docs.into_iter()
         .map(|doc| {
             schemas.check(kind, rel, &doc)?;
-            Ok(Input {
-                file: rel.to_string(),
-                object: doc.value.clone(),
-                doc,
+            Ok(match kind {
+                Kind::Site => Loaded::Site(typed(rel, doc)?),
+                Kind::Machine => Loaded::Machine(typed(rel, doc)?),
+                Kind::Blueprint => Loaded::Blueprint(typed(rel, doc)?),
+                Kind::Cluster => Loaded::Cluster(typed(rel, doc)?),
+                Kind::Recipe => Loaded::Recipe(typed(rel, doc)?),
             })
         })
         .collect()
 }
 
-fn typed<T: DeserializeOwned>(input: Input<serde_json::Value>) -> Result<Input<T>, Diagnostic> {
-    match serde_json::from_value(input.object.clone()) {
+/// The document as its Rust type (it has passed the schema derived from it).
+fn typed<T: DeserializeOwned>(file: &str, doc: Document) -> Result<Input<T>, Diagnostic> {
+    match T::deserialize(&doc.value) {
         Ok(object) => Ok(Input {
-            file: input.file,
-            doc: input.doc,
+            file: file.to_string(),
+            doc,
             object,
         }),
-        Err(e) => Err(Diagnostic::new(&input.file, input.doc.pos, e.to_string())),
+        Err(e) => Err(Diagnostic::new(file, doc.pos, e.to_string())),
     }
 }
 
+/// Sites, blueprints and recipes are named by their directory: it is where
+/// their templates and bundles are found.
+fn named_by_dir<S: Default>(kind: Kind, input: &Input<kinds::Object<S>>) -> Result<(), Diagnostic> {
+    let (name, dir) = (input.object.name(), input.file.split('/').nth(1).unwrap_or_default());
+    if name == dir {
+        return Ok(());
+    }
+    Err(input.error(
+        "/metadata/name",
+        false,
+        format!("{kind} `{name}` must be named after its directory `{dir}`"),
+    ))
+}
+
 impl Repo {
-    fn add(&mut self, kind: Kind, input: Input<serde_json::Value>) -> Result<(), Diagnostic> {
-        let dir = input.file.split('/').nth(1).unwrap_or_default().to_string();
-        let name = input.object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        // Sites, blueprints and recipes are named by their directory: it is
-        // where their templates and bundles are found.
-        if matches!(kind, Kind::Site | Kind::Blueprint | Kind::Recipe) && name != dir {
-            return Err(input.error(
-                "/metadata/name",
-                false,
-                format!("{kind} `{name}` must be named after its directory `{dir}`"),
-            ));
+    fn add(&mut self, loaded: Loaded) -> Result<(), Diagnostic> {
+        match loaded {
+            Loaded::Site(i) => named_by_dir(Kind::Site, &i).map(|_| self.sites.push(i)),
+            Loaded::Blueprint(i) => named_by_dir(Kind::Blueprint, &i).map(|_| self.blueprints.push(i)),
+            Loaded::Recipe(i) => named_by_dir(Kind::Recipe, &i).map(|_| self.recipes.push(i)),
+            Loaded::Machine(i) => {
+                self.machines.push(i);
+                Ok(())
+            }
+            Loaded::Cluster(i) => {
+                self.clusters.push(i);
+                Ok(())
+            }
         }
-        match kind {
-            Kind::Site => self.sites.push(typed(input)?),
-            Kind::Machine => self.machines.push(typed(input)?),
-            Kind::Blueprint => self.blueprints.push(typed(input)?),
-            Kind::Cluster => self.clusters.push(typed(input)?),
-            Kind::Recipe => self.recipes.push(typed(input)?),
-        }
-        Ok(())
     }
 
     /// Files whose path starts with `prefix`, in path order.
