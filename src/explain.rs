@@ -188,7 +188,7 @@ pub fn explain(
                 let matches: Vec<KeyExplanation> = provenance
                     .keys()
                     .flat_map(|k| explain_key(k, &provenance, &merged))
-                    .filter(|k| k.key.split('.').count() > 0 && k.value.as_ref() == Some(&value))
+                    .filter(|k| k.value.as_ref() == Some(&value))
                     .collect();
                 note = Some(if matches.is_empty() {
                     format!("`{key}` is {value} in the rendered file; no value layer sets it, so it comes from the template")

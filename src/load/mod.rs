@@ -9,7 +9,7 @@ mod schema;
 pub mod source;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -44,7 +44,6 @@ impl<T> Input<T> {
 /// Everything read from a kiln repository.
 #[derive(Debug, Default)]
 pub struct Repo {
-    pub root: PathBuf,
     pub sites: Vec<Input<Site>>,
     pub machines: Vec<Input<Machine>>,
     pub blueprints: Vec<Input<Blueprint>>,
@@ -65,12 +64,10 @@ const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
 /// left out of the returned `Repo` and reported, so that later checks can
 /// still run on the rest and a run reports every problem it can.
 pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
-    let mut loaded = load_from(&Worktree {
+    load_from(&Worktree {
         root: root.to_path_buf(),
         out_dir: out_dir.to_path_buf(),
-    });
-    loaded.0.root = root.to_path_buf();
-    loaded
+    })
 }
 
 /// Reads and checks the repository `source` holds.
