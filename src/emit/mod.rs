@@ -88,13 +88,14 @@ pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<Writ
         for output in outputs {
             let files = &output.files;
             let target = out_dir.join(&output.name);
-            if stale_files(&target, files)?.is_empty() {
+            let stale: BTreeSet<String> = stale_files(&target, files)?.into_iter().collect();
+            if stale.is_empty() {
                 report.unchanged.push(output.name.clone());
                 continue;
             }
             let staging = out_dir.join(format!("{STAGING_PREFIX}{}", output.name));
             staged.push((staging.clone(), target.clone(), output.name.clone()));
-            stage(&staging, &target, files, budget.as_ref())?;
+            stage(&staging, &target, files, &stale, budget.as_ref())?;
         }
         if !staged.is_empty() {
             rustix::fs::syncfs(fs::File::open(out_dir)?)?;
@@ -139,6 +140,7 @@ fn stage(
     staging: &Path,
     target: &Path,
     files: &BTreeMap<String, Vec<u8>>,
+    stale: &BTreeSet<String>,
     budget: Option<&std::sync::atomic::AtomicUsize>,
 ) -> io::Result<()> {
     fs::create_dir_all(staging)?;
@@ -150,16 +152,14 @@ fn stage(
         fs::create_dir_all(staging.join(dir))?;
     }
     files.par_iter().try_for_each(|(path, bytes)| {
-        if let Some(budget) = budget {
-            let left = budget.load(std::sync::atomic::Ordering::SeqCst);
-            if left == 0 {
-                return Err(io::Error::other("injected failure (KILN_TEST_FAIL_AFTER_FILES)"));
-            }
-            budget.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        if budget.is_some_and(|b| b.fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1)).is_err()) {
+            return Err(io::Error::other("injected failure (KILN_TEST_FAIL_AFTER_FILES)"));
         }
-        let old = target.join(path);
-        let new = staging.join(path);
-        if fs::read(&old).is_ok_and(|current| current == *bytes) && fs::hard_link(&old, &new).is_ok() {
+        let (old, new) = (target.join(path), staging.join(path));
+        // Unchanged files (already compared by `stale_files`) are linked,
+        // never rewritten.
+        if !stale.contains(path) && fs::hard_link(&old, &new).is_ok() {
             return Ok(());
         }
         fs::write(&new, bytes)

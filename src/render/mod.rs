@@ -102,12 +102,15 @@ impl<'a> Context<'a> {
 
     /// The value layers of a cluster, lowest first (SPEC §3).
     pub fn cluster_layers(&self, input: &Input<Cluster>) -> Vec<Layer> {
+        let provider = self.providers.get(input.object.spec.provider.as_str()).cloned();
+        let site = self.site(input.site_dir()).and_then(|s| section_layer("site", s));
+        self.layers([provider, site, section_layer("cluster", input)])
+    }
+
+    /// kiln's built-ins, then `middle` (lowest first), then the command line.
+    fn layers(&self, middle: impl IntoIterator<Item = Option<Layer>>) -> Vec<Layer> {
         let mut layers = vec![self.builtin.clone()];
-        layers.extend(self.providers.get(input.object.spec.provider.as_str()).cloned());
-        if let Some(site) = self.site(input.site_dir()) {
-            layers.extend(section_layer("site", site));
-        }
-        layers.extend(section_layer("cluster", input));
+        layers.extend(middle.into_iter().flatten());
         layers.extend(self.overrides.iter().cloned());
         layers
     }
@@ -118,10 +121,7 @@ impl<'a> Context<'a> {
 
     /// The value layers of a site's own files (DHCP, DNS).
     pub fn site_layers(&self, site: &Input<Site>) -> Vec<Layer> {
-        let mut layers = vec![self.builtin.clone()];
-        layers.extend(section_layer("site", site));
-        layers.extend(self.overrides.iter().cloned());
-        layers
+        self.layers([section_layer("site", site)])
     }
 
     pub fn site_values(&self, site: &Input<Site>) -> Map<String, Value> {
@@ -136,24 +136,28 @@ impl<'a> Context<'a> {
         machine: Option<&Input<Machine>>,
         blueprint: &Input<Blueprint>,
     ) -> Vec<Layer> {
-        let mut layers = vec![self.builtin.clone()];
-        layers.extend(section_layer("blueprint", blueprint));
-        layers.extend(section_layer("site", site));
-        layers.extend(machine.and_then(|m| section_layer("machine", m)));
-        layers.extend(self.overrides.iter().cloned());
-        layers
+        self.layers([
+            section_layer("blueprint", blueprint),
+            section_layer("site", site),
+            machine.and_then(|m| section_layer("machine", m)),
+        ])
     }
 
     /// SHA-256 over everything a site's output was made from: its inputs
     /// and its blueprints' files.
     pub fn digest_for_site(&self, site: &SiteModel) -> String {
         let mut parts: Vec<(&str, &str)> = vec![(site.input.file.as_str(), self.text(&site.input.file))];
+        let mut blueprints = std::collections::BTreeSet::new();
         for m in &site.machines {
             parts.push((&m.input.file, self.text(&m.input.file)));
-            for bp in m.commission.iter().chain([&m.blueprint]) {
-                let dir = format!("blueprints/{}/", bp.object.name());
-                parts.extend(self.repo.files_under(&dir).map(|(p, t)| (p, t.as_ref())));
-            }
+            blueprints.extend(m.commission.iter().chain([&m.blueprint]).map(|b| b.object.name()));
+        }
+        for name in blueprints {
+            parts.extend(
+                self.repo
+                    .files_under(&format!("blueprints/{name}/"))
+                    .map(|(p, t)| (p, t.as_ref())),
+            );
         }
         // The IPAM lock is left out: it is also an output, and hashing it
         // would make every render after the first differ from it.
@@ -197,7 +201,7 @@ impl<'a> Context<'a> {
                 hasher.update(bytes);
             }
         }
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::plan::hex(&hasher.finalize())
     }
 }
 

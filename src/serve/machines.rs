@@ -157,7 +157,7 @@ pub enum Boot {
 pub fn mint_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::plan::hex(&bytes)
 }
 
 /// A machine PXE-boots: start or resume the run of its next step and mint
