@@ -1,57 +1,7 @@
-//! kiln: a render-only GitOps plan compiler.
-//!
-//! The compiler is a pipeline of stages, each in its own module:
-//! `load` (YAML with positions, schemas) → `resolve` (references) →
-//! `merge` (layered values with provenance) → `render` (templates) →
-//! `emit` (plan + atomic write). `plan` holds the types the compiler hands
-//! to the executor. `cli` turns command lines into calls of these stages.
+//! The `kiln` command line. The work is done by the workspace's crates:
+//! `kiln-compiler` (render, validate, diff, explain), `kiln-executor`
+//! (`kiln serve`) and `kiln-plan` (the contract between the two). This crate
+//! parses arguments and hands each command to its module; tests call
+//! [`cli::run`] in-process with their own stdout and stderr.
 
 pub mod cli;
-pub mod diag;
-pub mod diff;
-pub mod emit;
-pub mod explain;
-pub mod load;
-pub mod merge;
-pub mod plan;
-pub mod progress;
-pub mod render;
-pub mod resolve;
-pub mod scaffold;
-pub mod serve;
-pub mod status;
-pub mod yaml;
-
-use std::path::Path;
-
-use progress::{step, Progress};
-
-/// Loads the repository at `root` (with the IPAM locks under `out_dir`),
-/// resolves and renders it in memory. Every problem of the load and resolve
-/// stages is reported together.
-pub fn compile(
-    root: &Path,
-    out_dir: &Path,
-    options: &render::Options,
-    progress: &dyn Progress,
-) -> Result<Vec<emit::Output>, diag::Diagnostics> {
-    let (repo, diags) = step(progress, "load", None, || Ok::<_, ()>(load::load(root, out_dir)))
-        .expect("load reports problems as diagnostics");
-    compile_repo(&repo, diags, options, progress)
-}
-
-/// Resolves and renders an already loaded repository.
-pub fn compile_repo(
-    repo: &load::Repo,
-    mut diags: diag::Diagnostics,
-    options: &render::Options,
-    progress: &dyn Progress,
-) -> Result<Vec<emit::Output>, diag::Diagnostics> {
-    let sites = step(progress, "resolve", None, || {
-        diags.extend(resolve::check(repo));
-        let (sites, site_diags) = resolve::site::sites(repo);
-        diags.extend(site_diags);
-        std::mem::take(&mut diags).finish(sites)
-    })?;
-    render::render(repo, &sites, options, progress)
-}

@@ -14,7 +14,7 @@ fn example_snapshots() {
     let run = kiln(repo.path(), &["render"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = repo.path().join("out");
-    for name in kiln::emit::rendered_outputs(&out).unwrap() {
+    for name in kiln_compiler::emit::rendered_outputs(&out).unwrap() {
         let mut text = String::new();
         for (path, bytes) in tree(&out.join(&name)) {
             text.push_str(&format!("--- {path}\n{}", String::from_utf8_lossy(&bytes)));
@@ -182,7 +182,7 @@ fn a_killed_render_leaves_every_output_whole() {
         let _ = child.kill();
         let _ = child.wait();
         let now = tree(&out);
-        for name in kiln::emit::rendered_outputs(&out).unwrap() {
+        for name in kiln_compiler::emit::rendered_outputs(&out).unwrap() {
             let part = |t: &std::collections::BTreeMap<String, Vec<u8>>| {
                 t.iter()
                     .filter(|(k, _)| k.starts_with(&format!("{name}/")))

@@ -376,7 +376,7 @@ fn completions_and_man_page() {
 #[test]
 fn pre_commit_hooks_run_real_commands() {
     let text = std::fs::read_to_string(repo_root().join(".pre-commit-hooks.yaml")).unwrap();
-    let hooks = kiln::yaml::parse_documents(&text).unwrap().remove(0).value;
+    let hooks = kiln_compiler::yaml::parse_documents(&text).unwrap().remove(0).value;
     let ids: Vec<&str> = hooks
         .as_array()
         .unwrap()
@@ -404,7 +404,7 @@ fn ci_docs_hold_valid_yaml_and_real_kiln_commands() {
     assert!(blocks.len() >= 3, "GitHub, GitLab and pre-commit examples");
     let mut commands = 0;
     for block in &blocks {
-        kiln::yaml::parse_documents(block)
+        kiln_compiler::yaml::parse_documents(block)
             .unwrap_or_else(|e| panic!("invalid YAML at {:?}: {}\n{block}", e.pos, e.message));
         for line in block.lines() {
             let Some(start) = line

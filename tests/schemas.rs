@@ -56,7 +56,7 @@ fn rendered_manifests_validate_against_upstream_schemas() {
             continue;
         }
         let text = String::from_utf8(bytes).unwrap();
-        let docs = kiln::yaml::parse_documents(&text).unwrap_or_else(|e| panic!("{rel}: {}", e.message));
+        let docs = kiln_compiler::yaml::parse_documents(&text).unwrap_or_else(|e| panic!("{rel}: {}", e.message));
         for doc in docs {
             let Some(path) = schema_path(&doc.value, &rel) else {
                 failures.push(format!("{rel}: no apiVersion/kind and not a Talos config"));
@@ -91,7 +91,7 @@ fn every_output_builds_with_kubectl_kustomize() {
     let Ok(kubectl) = which("kubectl") else {
         panic!("kubectl (Debian kubernetes-client) is needed for this test; .ci/run installs it");
     };
-    for name in kiln::emit::rendered_outputs(&repo_root().join("out")).unwrap() {
+    for name in kiln_compiler::emit::rendered_outputs(&repo_root().join("out")).unwrap() {
         let dir = repo_root().join("out").join(&name);
         if !dir.join("kustomization.yaml").is_file() {
             continue;

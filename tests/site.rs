@@ -132,7 +132,7 @@ fn ipxe_scripts_and_the_commissioning_script() {
 
 #[test]
 fn plan_lists_machines_and_their_workflows() {
-    let plan: kiln::plan::Plan = serde_json::from_slice(&std::fs::read(lab().join("plan.json")).unwrap()).unwrap();
+    let plan: kiln_plan::Plan = serde_json::from_slice(&std::fs::read(lab().join("plan.json")).unwrap()).unwrap();
     assert!(plan.machines.len() >= 8);
     let node02 = plan.machines.iter().find(|m| m.name == "node-02").unwrap();
     let steps: Vec<&str> = node02.steps.iter().map(|s| s.name.as_str()).collect();
@@ -152,7 +152,7 @@ fn addresses(repo: &Path) -> BTreeMap<String, String> {
     let run = kiln(repo, &["render", "lab"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lock = std::fs::read_to_string(repo.join("out/lab/ipam.lock.yaml")).unwrap();
-    let doc = kiln::yaml::parse_documents(&lock).unwrap().remove(0).value;
+    let doc = kiln_compiler::yaml::parse_documents(&lock).unwrap().remove(0).value;
     doc["allocations"]
         .as_array()
         .unwrap()
@@ -229,7 +229,7 @@ fn ipam_is_stable_when_machines_come_and_go() {
 
 fn serials(repo: &Path) -> BTreeMap<String, u64> {
     let lock = std::fs::read_to_string(repo.join("out/lab/ipam.lock.yaml")).unwrap();
-    let doc = kiln::yaml::parse_documents(&lock).unwrap().remove(0).value;
+    let doc = kiln_compiler::yaml::parse_documents(&lock).unwrap().remove(0).value;
     doc["zones"]
         .as_object()
         .unwrap()

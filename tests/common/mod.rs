@@ -123,7 +123,7 @@ pub fn render_fails(prepare: impl FnOnce(&Path)) -> String {
 pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
-    let sha = kiln::plan::sha256_hex;
+    let sha = kiln_plan::sha256_hex;
     write(
         r,
         "sites/t/site.yaml",

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::emit::Output;
-use crate::plan::PLAN_FILE;
 pub use format::{render, Format};
+use kiln_plan::PLAN_FILE;
 pub use semantic::{PathChange, ResourceDiff};
 
 /// The differences between two renders.

@@ -16,9 +16,9 @@ use crate::emit::Output;
 use crate::load::kinds::{Blueprint, DhcpServer};
 use crate::load::Input;
 use crate::merge::merge;
-use crate::plan::{OutputKind, PlannedArtifact, PlannedMachine, WorkflowStep};
 use crate::resolve::ipam::{IpamLock, ZoneSerial, LOCK_FILE};
 use crate::resolve::site::{MachineModel, SiteModel};
+use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, WorkflowStep};
 
 /// Runtime placeholders the executor fills (SPEC §3).
 pub const SERVER: &str = "@@kiln:server@@";

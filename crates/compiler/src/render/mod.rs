@@ -201,7 +201,7 @@ impl<'a> Context<'a> {
                 hasher.update(bytes);
             }
         }
-        crate::plan::hex(&hasher.finalize())
+        kiln_plan::hex(&hasher.finalize())
     }
 }
 

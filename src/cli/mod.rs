@@ -1,6 +1,9 @@
 //! The command line: argument definitions and one function per command.
 //! `run` is what `main` calls; tests call it in-process.
 
+mod scaffold;
+mod status;
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,12 +13,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::diag::{Diagnostic, Diagnostics};
-use crate::load::kinds::Kind;
-use crate::merge::{set_path, Layer};
-use crate::progress::{step, JsonLines, Progress, Silent};
-use crate::render::{values_document, Options};
-use crate::yaml::{parse_documents, Document, Pos};
+use kiln_compiler::diag::{Diagnostic, Diagnostics};
+use kiln_compiler::load::kinds::Kind;
+use kiln_compiler::merge::{set_path, Layer};
+use kiln_compiler::progress::{step, JsonLines, Progress, Silent};
+use kiln_compiler::render::{values_document, Options};
+use kiln_compiler::yaml::{parse_documents, Document, Pos};
 
 /// Exit codes (SPEC §5).
 pub mod exit {
@@ -63,6 +66,25 @@ pub enum TextOrJson {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Unified,
+    Markdown,
+    Json,
+    Stat,
+}
+
+impl From<DiffFormat> for kiln_compiler::diff::Format {
+    fn from(f: DiffFormat) -> Self {
+        match f {
+            DiffFormat::Unified => Self::Unified,
+            DiffFormat::Markdown => Self::Markdown,
+            DiffFormat::Json => Self::Json,
+            DiffFormat::Stat => Self::Stat,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args, Default)]
 pub struct ValueArgs {
     /// Set a value on the command line (highest layer), e.g. `workers.replicas=5`.
@@ -106,7 +128,7 @@ pub enum Command {
         #[arg(long)]
         head: Option<String>,
         #[arg(long, value_enum, default_value = "unified")]
-        format: crate::diff::Format,
+        format: DiffFormat,
         /// Exit 1 when there are differences.
         #[arg(long)]
         exit_code: bool,
@@ -251,7 +273,7 @@ pub enum NewCommand {
 pub enum Failure {
     Input(Diagnostics),
     /// Input errors in files that are not on disk (a git revision).
-    InputIn(Diagnostics, crate::diag::Sources),
+    InputIn(Diagnostics, kiln_compiler::diag::Sources),
     Runtime(String),
 }
 
@@ -345,10 +367,15 @@ pub struct Session<'a> {
 
 impl Session<'_> {
     /// Loads, resolves and renders the selected outputs in memory.
-    pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<crate::emit::Output>, Failure> {
+    pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<kiln_compiler::emit::Output>, Failure> {
         let overrides = override_layers(values)?;
         let options = Options { only: names, overrides };
-        Ok(crate::compile(&self.repo, &self.out_dir, &options, self.progress)?)
+        Ok(kiln_compiler::compile(
+            &self.repo,
+            &self.out_dir,
+            &options,
+            self.progress,
+        )?)
     }
 }
 
@@ -402,7 +429,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             head,
             format,
             exit_code,
-        } => diff(&session, &base, head.as_deref(), format, exit_code, stdout),
+        } => diff(&session, &base, head.as_deref(), format.into(), exit_code, stdout),
         Command::Explain {
             name,
             path,
@@ -411,18 +438,18 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             values,
         } => {
             let overrides = override_layers(&values)?;
-            let (repo, mut diags) = crate::load::load(&session.repo, &session.out_dir);
-            diags.extend(crate::resolve::check(&repo));
-            let (sites, site_diags) = crate::resolve::site::sites(&repo);
+            let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);
+            diags.extend(kiln_compiler::resolve::check(&repo));
+            let (sites, site_diags) = kiln_compiler::resolve::site::sites(&repo);
             diags.extend(site_diags);
             diags.finish(())?;
             let options = Options {
                 only: Vec::new(),
                 overrides,
             };
-            let e = crate::explain::explain(&repo, &sites, &options, &name, &path, key.as_deref())?;
+            let e = kiln_compiler::explain::explain(&repo, &sites, &options, &name, &path, key.as_deref())?;
             match format {
-                TextOrJson::Text => write!(stdout, "{}", crate::explain::to_text(&e))?,
+                TextOrJson::Text => write!(stdout, "{}", kiln_compiler::explain::to_text(&e))?,
                 TextOrJson::Json => writeln!(
                     stdout,
                     "{}",
@@ -443,7 +470,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             token_ttl,
             poll_ms,
         } => {
-            let options = crate::serve::Options {
+            let options = kiln_executor::Options {
                 plan_dir: plan,
                 state_dir: state,
                 artifacts_dir: artifacts,
@@ -451,18 +478,20 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
                 secrets_dir: secrets,
                 operator_token_file,
                 public_url,
-                timing: crate::serve::Timing { run_timeout, token_ttl },
+                timing: kiln_executor::Timing { run_timeout, token_ttl },
                 poll: std::time::Duration::from_millis(poll_ms.max(50)),
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(crate::serve::run(options)).map_err(Failure::Runtime)?;
+            runtime
+                .block_on(kiln_executor::run(options))
+                .map_err(Failure::Runtime)?;
             Ok(exit::OK)
         }
         Command::Status {
             server,
             operator_token_file,
             format,
-        } => crate::status::status(
+        } => crate::cli::status::status(
             &server,
             operator_token_file.as_deref(),
             format == TableOrJson::Json,
@@ -477,8 +506,8 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
             Ok(exit::OK)
         }
         Command::Schema { kind } => schema(kind.as_deref(), stdout),
-        Command::New { what } => crate::scaffold::new(&cli.repo, what, stdout),
-        Command::Init { dir } => crate::scaffold::init(&dir, stdout),
+        Command::New { what } => crate::cli::scaffold::new(&cli.repo, what, stdout),
+        Command::Init { dir } => crate::cli::scaffold::init(&dir, stdout),
     }
 }
 
@@ -496,7 +525,9 @@ fn render(
     let (out_dir, progress) = (&session.out_dir, session.progress);
     let outputs = session.compile(names, values)?;
     if check {
-        let stale = step(progress, "check", None, || crate::emit::check(out_dir, &outputs, all))?;
+        let stale = step(progress, "check", None, || {
+            kiln_compiler::emit::check(out_dir, &outputs, all)
+        })?;
         if json {
             writeln!(stdout, "{}", json!({"upToDate": stale.is_empty(), "stale": stale}))?;
             return Ok(if stale.is_empty() { exit::OK } else { exit::DIFFERENCES });
@@ -511,7 +542,9 @@ fn render(
         }
         return Ok(exit::DIFFERENCES);
     }
-    let report = step(progress, "write", None, || crate::emit::write(out_dir, &outputs, all))?;
+    let report = step(progress, "write", None, || {
+        kiln_compiler::emit::write(out_dir, &outputs, all)
+    })?;
     if json {
         let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});
         writeln!(stdout, "{body}")?;
@@ -534,10 +567,10 @@ fn render(
 }
 
 /// Renders `rev` of the repository in memory.
-fn render_revision(session: &Session, rev: &str) -> Result<Vec<crate::emit::Output>, Failure> {
-    let source = crate::diff::git::read_revision(&session.repo, rev).map_err(Failure::Runtime)?;
-    let (repo, diags) = crate::load::load_from(&source);
-    crate::compile_repo(&repo, diags, &Options::default(), session.progress).map_err(|d| {
+fn render_revision(session: &Session, rev: &str) -> Result<Vec<kiln_compiler::emit::Output>, Failure> {
+    let source = kiln_compiler::diff::git::read_revision(&session.repo, rev).map_err(Failure::Runtime)?;
+    let (repo, diags) = kiln_compiler::load::load_from(&source);
+    kiln_compiler::compile_repo(&repo, diags, &Options::default(), session.progress).map_err(|d| {
         let labelled =
             d.0.into_iter()
                 .map(|mut x| {
@@ -553,7 +586,7 @@ fn diff(
     session: &Session,
     base: &str,
     head: Option<&str>,
-    format: crate::diff::Format,
+    format: kiln_compiler::diff::Format,
     exit_code: bool,
     stdout: &mut dyn Write,
 ) -> Result<i32, Failure> {
@@ -572,12 +605,17 @@ fn diff(
         ),
     };
     let diff = step(session.progress, "diff", None, || {
-        Ok::<_, Failure>(crate::diff::compare(base, &base_outputs, &head_label, &head_outputs))
+        Ok::<_, Failure>(kiln_compiler::diff::compare(
+            base,
+            &base_outputs,
+            &head_label,
+            &head_outputs,
+        ))
     })?;
-    let color = format == crate::diff::Format::Unified
+    let color = format == kiln_compiler::diff::Format::Unified
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    write!(stdout, "{}", crate::diff::render(&diff, format, color))?;
+    write!(stdout, "{}", kiln_compiler::diff::render(&diff, format, color))?;
     Ok(if exit_code && !diff.is_empty() {
         exit::DIFFERENCES
     } else {

@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value};
 
-use crate::plan::sha256_hex;
 use crate::resolve::net::Ipv4Net;
 use crate::resolve::site::SiteModel;
+use kiln_plan::sha256_hex;
 
 /// A zone's name and content, without its serial yet.
 pub struct Zone {

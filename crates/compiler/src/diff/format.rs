@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::{Diff, FileDiff, ResourceDiff};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How a diff is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Unified,
     Markdown,

@@ -20,10 +20,10 @@ use super::machines::{self, Boot, Events, LiveRun};
 use super::metrics::{Counter, Gauge};
 use super::plan::{step, ActivePlan};
 use super::{artifacts, clock, log, secrets, store, App};
-use crate::plan::normalize_mac;
+use kiln_plan::normalize_mac;
 
 /// The OpenAPI document of these endpoints.
-pub const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()

@@ -7,9 +7,9 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::cli::{exit, Failure, NewCommand};
-use crate::diag::{Diagnostic, Diagnostics};
-use crate::load::kinds::API_VERSION;
-use crate::yaml::{to_yaml, Pos};
+use kiln_compiler::diag::{Diagnostic, Diagnostics};
+use kiln_compiler::load::kinds::API_VERSION;
+use kiln_compiler::yaml::{to_yaml, Pos};
 
 include!(concat!(env!("OUT_DIR"), "/starter.rs"));
 
@@ -73,7 +73,7 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
                 )));
             }
             let mac =
-                crate::plan::normalize_mac(&mac).ok_or_else(|| usage_error(format!("`{mac}` is not a MAC address")))?;
+                kiln_plan::normalize_mac(&mac).ok_or_else(|| usage_error(format!("`{mac}` is not a MAC address")))?;
             let network = match network {
                 Some(n) => n,
                 None => {
@@ -128,12 +128,12 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
             spec.insert(
                 "kubernetesVersion".into(),
                 kubernetes_version
-                    .unwrap_or_else(|| crate::render::cluster::DEFAULT_KUBERNETES_VERSION.into())
+                    .unwrap_or_else(|| kiln_compiler::render::cluster::DEFAULT_KUBERNETES_VERSION.into())
                     .into(),
             );
             spec.insert(
                 "talosVersion".into(),
-                crate::render::cluster::DEFAULT_TALOS_VERSION.into(),
+                kiln_compiler::render::cluster::DEFAULT_TALOS_VERSION.into(),
             );
             spec.insert("controlPlane".into(), json!({"replicas": 3, "cpu": 4, "memory": "8Gi"}));
             spec.insert(
@@ -153,7 +153,10 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
 
 /// The name of a site document's first network.
 fn first_network(site_text: &str) -> Option<String> {
-    let doc = crate::yaml::parse_documents(site_text).ok()?.into_iter().next()?;
+    let doc = kiln_compiler::yaml::parse_documents(site_text)
+        .ok()?
+        .into_iter()
+        .next()?;
     doc.value["spec"]["networks"][0]["name"].as_str().map(str::to_string)
 }
 

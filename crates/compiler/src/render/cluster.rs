@@ -14,8 +14,8 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
 use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
-use crate::plan::OutputKind;
 use crate::yaml::{parse_values, to_yaml, Pos};
+use kiln_plan::OutputKind;
 
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.35.2";
 pub const DEFAULT_TALOS_VERSION: &str = "v1.13.9";

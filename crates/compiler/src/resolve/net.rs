@@ -97,7 +97,7 @@ impl fmt::Display for IpRange {
     }
 }
 
-pub use crate::plan::normalize_mac;
+pub use kiln_plan::normalize_mac;
 
 #[cfg(test)]
 mod tests {

@@ -44,7 +44,7 @@ impl Verified {
             }
             sha2::Digest::update(&mut hasher, &buf[..n]);
         }
-        let digest = crate::plan::hex(&sha2::Digest::finalize(hasher));
+        let digest = kiln_plan::hex(&sha2::Digest::finalize(hasher));
         if let Ok(mut m) = self.0.lock() {
             m.insert(path.to_path_buf(), (id, digest.clone()));
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::plan::{sha256_hex, OutputKind, Plan, PlannedMachine, WorkflowStep, PLAN_FILE};
+use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedMachine, WorkflowStep, PLAN_FILE};
 
 /// A verified plan, held in memory.
 pub struct ActivePlan {

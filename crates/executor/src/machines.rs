@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::clock::{now, rfc3339};
 use super::store::{audit, exec, machine_row, row as query_row};
-use crate::plan::{sha256_hex, Plan, PlannedMachine};
+use kiln_plan::{sha256_hex, Plan, PlannedMachine};
 
 /// Timing settings of runs and tokens.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +157,7 @@ pub enum Boot {
 pub fn mint_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
-    crate::plan::hex(&bytes)
+    kiln_plan::hex(&bytes)
 }
 
 /// A machine PXE-boots: start or resume the run of its next step and mint

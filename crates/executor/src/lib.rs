@@ -1,6 +1,6 @@
 //! `kiln serve`: the site executor. It consumes one rendered site plan
 //! (`out/<site>/`) and never renders: this module and its children use the
-//! plan types (`crate::plan`) and nothing of the compiler.
+//! plan types (`kiln_plan`) and nothing of the compiler.
 //!
 //! It serves boot files to PXE-booting machines, hands out per-run tokens,
 //! takes install reports, and keeps every machine's state and an audit log

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::plan::{sha256_hex, OutputKind, Plan, PlannedFile, PlannedMachine, PLAN_FILE};
+use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedFile, PlannedMachine, PLAN_FILE};
 
 /// One rendered output, in memory.
 #[derive(Clone, Debug)]
