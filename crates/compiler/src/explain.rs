@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::layout::{Origin, ValuesOf};
 use crate::load::Repo;
 use crate::merge::{merge_with_provenance, Layer, Provenance};
 use crate::render::{Context, Options};
@@ -19,6 +20,8 @@ use crate::yaml::{parse_values, Pos};
 pub struct Explanation {
     pub output: String,
     pub file: String,
+    /// What rendered the file: its template and whose values.
+    pub origin: Origin,
     /// The value layers of the file, lowest first.
     pub layers: Vec<LayerRef>,
     pub keys: Vec<KeyExplanation>,
@@ -57,49 +60,31 @@ fn input_error(message: String) -> Diagnostics {
     Diagnostics::from(Diagnostic::new("<command line>", Pos { line: 1, col: 1 }, message))
 }
 
-/// The layers whose merge fed `path` of output `name`.
-fn layers_for(cx: &Context, sites: &[SiteModel], name: &str, path: &str) -> Result<Vec<Layer>, Diagnostics> {
-    if let Some(cluster) = cx.repo.clusters.iter().find(|c| c.object.name() == name) {
-        return Ok(cx.cluster_layers(cluster));
+/// The layers whose merge fed a file, read from the render's record of
+/// where the file came from.
+fn layers_for(cx: &Context, sites: &[SiteModel], name: &str, origin: &Origin) -> Vec<Layer> {
+    let site = || sites.iter().find(|s| s.name() == name);
+    match &origin.values {
+        ValuesOf::Cluster => cx
+            .repo
+            .clusters
+            .iter()
+            .find(|c| c.object.name() == name)
+            .map(|c| cx.cluster_layers(c))
+            .unwrap_or_default(),
+        ValuesOf::Site => site().map(|s| cx.site_layers(s.input)).unwrap_or_default(),
+        ValuesOf::Machine { machine, blueprint, .. } => site()
+            .and_then(|s| {
+                let m = s.machines.iter().find(|m| m.name() == machine)?;
+                let bp = m
+                    .commission
+                    .into_iter()
+                    .chain([m.blueprint])
+                    .find(|b| b.object.name() == blueprint)?;
+                Some(cx.machine_layers(s.input, Some(m.input), bp))
+            })
+            .unwrap_or_default(),
     }
-    let site = sites
-        .iter()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| input_error(format!("no site or cluster is named `{name}`")))?;
-    let machine_of = |file: &str| site.machines.iter().find(|m| m.name() == file);
-    let parts: Vec<&str> = path.split('/').collect();
-    let machine = match parts.as_slice() {
-        ["boot", "machines", file] => {
-            let commission = file.ends_with(".commission.ipxe");
-            let m = file.trim_end_matches(".ipxe").trim_end_matches(".commission");
-            machine_of(m).map(|m| (m, commission))
-        }
-        ["install", m, file] => machine_of(m).map(|m| {
-            let serves = |bp: &crate::load::Input<crate::load::kinds::Blueprint>| {
-                bp.object
-                    .spec
-                    .templates
-                    .install
-                    .as_deref()
-                    .map(crate::render::site::install_file_name)
-                    .as_deref()
-                    == Some(*file)
-            };
-            (m, m.commission.is_some_and(serves))
-        }),
-        _ => None,
-    };
-    Ok(match machine {
-        Some((m, commission)) => {
-            let blueprint = if commission {
-                m.commission.unwrap_or(m.blueprint)
-            } else {
-                m.blueprint
-            };
-            cx.machine_layers(site.input, Some(m.input), blueprint)
-        }
-        None => cx.site_layers(site.input),
-    })
 }
 
 fn explain_key(key: &str, provenance: &Provenance, merged: &serde_json::Map<String, Value>) -> Vec<KeyExplanation> {
@@ -156,18 +141,18 @@ pub fn explain(
     path: &str,
     key: Option<&str>,
 ) -> Result<Explanation, Diagnostics> {
-    let only = Options {
-        only: vec![name.to_string()],
-        overrides: options.overrides.clone(),
-    };
-    let outputs = crate::render::render(repo, sites, &only, &crate::progress::Silent)?;
-    let path = path.trim_start_matches("out/").trim_start_matches(&format!("{name}/"));
-    let rendered = outputs
-        .iter()
-        .find_map(|o| o.files.get(path))
-        .ok_or_else(|| input_error(format!("out/{name}/ has no file `{path}`")))?;
     let cx = Context::new(repo, &options.overrides)?;
-    let layers = layers_for(&cx, sites, name, path)?;
+    let outputs = crate::render::render_with(&cx, sites, &[name.to_string()], &crate::progress::Silent)?;
+    let path = path.trim_start_matches("out/").trim_start_matches(&format!("{name}/"));
+    let output = outputs.iter().find(|o| o.name == name);
+    let (rendered, origin) = output
+        .and_then(|o| Some((o.files.get(path)?, o.origins.get(path)?)))
+        .ok_or_else(|| {
+            input_error(format!(
+                "out/{name}/ has no file `{path}` that kiln renders from values"
+            ))
+        })?;
+    let layers = layers_for(&cx, sites, name, origin);
     let (merged, provenance) = merge_with_provenance(&layers);
 
     let mut note = None;
@@ -202,6 +187,7 @@ pub fn explain(
     Ok(Explanation {
         output: name.to_string(),
         file: path.to_string(),
+        origin: origin.clone(),
         layers: layers
             .iter()
             .map(|l| LayerRef {
@@ -217,8 +203,13 @@ pub fn explain(
 /// The plain-text form.
 pub fn to_text(e: &Explanation) -> String {
     use std::fmt::Write;
+    let from = e
+        .origin
+        .template
+        .as_ref()
+        .map_or(String::new(), |t| format!(" from {t}"));
     let mut out = format!(
-        "out/{}/{} is rendered with these value layers, lowest first:\n",
+        "out/{}/{} is rendered{from} with these value layers, lowest first:\n",
         e.output, e.file
     );
     for l in &e.layers {

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod diff;
 pub mod emit;
 pub mod explain;
+pub mod layout;
 pub mod load;
 pub mod merge;
 pub mod progress;

@@ -24,6 +24,8 @@ pub struct Output {
     pub inputs_digest: String,
     /// Path within the output → content; `plan.json` once sealed.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Where each file of `files` came from (`plan.json` has none).
+    pub origins: BTreeMap<String, crate::layout::Origin>,
     pub machines: Vec<PlannedMachine>,
 }
 

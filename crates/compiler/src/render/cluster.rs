@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::{envsubst, kustomization, patch, Context};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
+use crate::layout::{Origin, ValuesOf};
 use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
 use crate::yaml::{parse_values, to_yaml, Pos};
@@ -143,12 +144,13 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
         }
     }
 
-    let files = layout(input, resources, &mut diags);
+    let (files, origins) = layout(input, resources, &mut diags);
     diags.finish(Output {
         name: name.to_string(),
         kind: OutputKind::Cluster,
         inputs_digest: cx.digest_for_cluster(input),
         files,
+        origins,
         machines: Vec::new(),
     })
 }
@@ -295,8 +297,13 @@ fn recipe_kustomizations(cx: &Context, input: &Input<Cluster>, values: &Map<Stri
     resources
 }
 
-/// Places resources in files and adds the kustomization.yaml files.
-fn layout(input: &Input<Cluster>, resources: Vec<Resource>, diags: &mut Diagnostics) -> BTreeMap<String, Vec<u8>> {
+/// Places resources in files and adds the kustomization.yaml files; also
+/// returns where each file came from.
+fn layout(
+    input: &Input<Cluster>,
+    resources: Vec<Resource>,
+    diags: &mut Diagnostics,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Origin>) {
     let cluster = input.object.name();
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
@@ -346,5 +353,16 @@ fn layout(input: &Input<Cluster>, resources: Vec<Resource>, diags: &mut Diagnost
         .map(|d| d.to_string())
         .collect();
     files.insert("kustomization.yaml".into(), kustomization(&top));
-    files
+    let origins = files
+        .keys()
+        .map(|file| {
+            let template = sources.get(file).filter(|s| s.as_str() != "kiln").cloned();
+            let origin = Origin {
+                template,
+                values: ValuesOf::Cluster,
+            };
+            (file.clone(), origin)
+        })
+        .collect();
+    (files, origins)
 }

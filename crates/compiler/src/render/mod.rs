@@ -237,9 +237,21 @@ pub fn render(
     progress: &dyn Progress,
 ) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides)?;
+    render_with(&cx, sites, &options.only, progress)
+}
+
+/// Renders the outputs named in `only` (all when empty) with an existing
+/// context, so a caller that needs the context too compiles templates once.
+pub fn render_with(
+    cx: &Context,
+    sites: &[SiteModel],
+    only: &[String],
+    progress: &dyn Progress,
+) -> Result<Vec<Output>, Diagnostics> {
+    let repo = cx.repo;
     let names = repo.output_names();
     let mut diags = Diagnostics::default();
-    for name in &options.only {
+    for name in only {
         if !names.contains_key(name.as_str()) {
             let known: Vec<&str> = names.keys().copied().collect();
             diags.push(Diagnostic::new(
@@ -249,14 +261,14 @@ pub fn render(
             ));
         }
     }
-    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
+    let selected = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     let results: Vec<Result<Output, Diagnostics>> = repo
         .clusters
         .par_iter()
         .filter(|c| selected(c.object.name()))
         .map(|c| {
             step(progress, "render", Some(c.object.name()), || {
-                cluster::render(&cx, c).map(Output::seal)
+                cluster::render(cx, c).map(Output::seal)
             })
         })
         .collect();
@@ -265,7 +277,7 @@ pub fn render(
         .filter(|s| selected(s.name()))
         .map(|s| {
             step(progress, "render", Some(s.name()), || {
-                site::render(&cx, s).map(Output::seal)
+                site::render(cx, s).map(Output::seal)
             })
         })
         .collect();

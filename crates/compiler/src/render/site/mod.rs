@@ -13,10 +13,11 @@ use serde_json::{json, Map, Value};
 use super::Context;
 use crate::diag::Diagnostics;
 use crate::emit::Output;
+use crate::layout::{self, Origin, ValuesOf};
 use crate::load::kinds::{Blueprint, DhcpServer};
 use crate::load::Input;
 use crate::merge::merge;
-use crate::resolve::ipam::{IpamLock, ZoneSerial, LOCK_FILE};
+use crate::resolve::ipam::{IpamLock, ZoneSerial};
 use crate::resolve::site::{MachineModel, SiteModel};
 use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, WorkflowStep};
 
@@ -88,13 +89,23 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         || infrastructure(site, &values),
     );
     let mut diags = Diagnostics::default();
+    let mut origins: BTreeMap<String, Origin> = infrastructure.keys().map(|p| (p.clone(), Origin::site())).collect();
     let mut files = infrastructure;
     let mut machines = Vec::new();
-    for r in results {
+    for (r, m) in results.into_iter().zip(&site.machines) {
         match r {
-            Ok(m) => {
-                files.extend(m.files);
-                machines.push(m.planned);
+            Ok(rendered) => {
+                for (path, bytes, origin) in rendered.files {
+                    if let Some(first) = origins.insert(path.clone(), origin) {
+                        diags.push(m.input.error(
+                            "",
+                            false,
+                            format!("renders `{path}`, which {} already renders", describe(&first)),
+                        ));
+                    }
+                    files.insert(path, bytes);
+                }
+                machines.push(rendered.planned);
             }
             Err(d) => diags.extend(d),
         }
@@ -105,8 +116,18 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         kind: OutputKind::Site,
         inputs_digest: cx.digest_for_site(site),
         files,
+        origins,
         machines,
     })
+}
+
+/// What rendered a file, for an error about two renders of one path.
+fn describe(origin: &Origin) -> String {
+    match (&origin.values, &origin.template) {
+        (ValuesOf::Machine { machine, step, .. }, Some(t)) => format!("{t} (step {step} of machine {machine})"),
+        (_, Some(t)) => t.clone(),
+        (_, None) => "the site".into(),
+    }
 }
 
 /// The site's own files: boot menu, DHCP configs, DNS zones and the IPAM
@@ -129,14 +150,14 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<Str
         || dns::zones(site, values),
     );
     let mut files: BTreeMap<String, Vec<u8>> = dhcp.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
-    files.insert("boot/menu.ipxe".into(), menu(site).into_bytes());
+    files.insert(layout::MENU.into(), menu(site).into_bytes());
     let mut lock = IpamLock {
         allocations: site.allocations.clone(),
         zones: BTreeMap::new(),
     };
     for zone in zones {
         let serial = site.lock.serial_for(&zone.name, &zone.digest);
-        files.insert(format!("dns/{}.zone", zone.name), zone.text(serial).into_bytes());
+        files.insert(layout::zone(&zone.name), zone.text(serial).into_bytes());
         lock.zones.insert(
             zone.name.clone(),
             ZoneSerial {
@@ -145,7 +166,7 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<Str
             },
         );
     }
-    files.insert(LOCK_FILE.into(), lock.to_yaml().into_bytes());
+    files.insert(layout::LOCK_FILE.into(), lock.to_yaml().into_bytes());
     files
 }
 
@@ -170,7 +191,7 @@ fn menu(site: &SiteModel) -> String {
 }
 
 struct MachineFiles {
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<(String, Vec<u8>, Origin)>,
     planned: PlannedMachine,
 }
 
@@ -180,14 +201,15 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut steps = Vec::new();
-    let workflow: Vec<(&str, &Input<Blueprint>, String)> = m
+    let workflow: Vec<(&str, &Input<Blueprint>)> = m
         .commission
-        .map(|c| ("commission", c, format!("boot/machines/{name}.commission.ipxe")))
+        .map(|c| ("commission", c))
         .into_iter()
-        .chain([("install", m.blueprint, format!("boot/machines/{name}.ipxe"))])
+        .chain([("install", m.blueprint)])
         .collect();
-    for (step, blueprint, boot_script) in workflow {
-        match step_files(shared, m, blueprint, &boot_script) {
+    for (step, blueprint) in workflow {
+        let boot_script = layout::boot_script(name, step);
+        match step_files(shared, m, step, blueprint, &boot_script) {
             Ok((step_files, install_file)) => {
                 files.extend(step_files);
                 steps.push(WorkflowStep {
@@ -223,12 +245,13 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
     })
 }
 
-type StepFiles = (Vec<(String, Vec<u8>)>, Option<String>);
+type StepFiles = (Vec<(String, Vec<u8>, Origin)>, Option<String>);
 
 /// The boot script and install file of one step of a machine's workflow.
 fn step_files(
     shared: &Shared,
     m: &MachineModel,
+    step: &str,
     blueprint: &Input<Blueprint>,
     boot_script: &str,
 ) -> Result<StepFiles, Diagnostics> {
@@ -255,13 +278,23 @@ fn step_files(
             return;
         }
         match cx.engine.render(&template, &context, &subject, &cx.repo.files) {
-            Ok(text) => files.push((dest, text.into_bytes())),
+            Ok(text) => {
+                let origin = Origin {
+                    template: Some(template),
+                    values: ValuesOf::Machine {
+                        machine: name.into(),
+                        step: step.into(),
+                        blueprint: blueprint.object.name().into(),
+                    },
+                };
+                files.push((dest, text.into_bytes(), origin))
+            }
             Err(d) => diags.push(d),
         }
     };
     render(format!("{bp_dir}{}", templates.ipxe), "ipxe", boot_script.to_string());
     let install_file = install.map(|(template, file)| {
-        let dest = format!("install/{name}/{file}");
+        let dest = layout::install_file(name, step, &file);
         render(template, "install", dest.clone());
         dest
     });

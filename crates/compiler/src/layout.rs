@@ -1,0 +1,70 @@
+//! The layout of `out/<name>/`: the one owner of every path kiln writes
+//! there, and the record of where each file came from.
+
+use serde::Serialize;
+
+pub use crate::resolve::ipam::LOCK_FILE;
+pub use kiln_plan::PLAN_FILE;
+
+/// A site's iPXE menu, which every machine chains to first.
+pub const MENU: &str = "boot/menu.ipxe";
+
+/// The boot script of one step of a machine's workflow.
+pub fn boot_script(machine: &str, step: &str) -> String {
+    match step {
+        "install" => format!("boot/machines/{machine}.ipxe"),
+        other => format!("boot/machines/{machine}.{other}.ipxe"),
+    }
+}
+
+/// The file a step's install template renders to. Each step has its own
+/// place, so a commissioning file never shadows the installer's.
+pub fn install_file(machine: &str, step: &str, file: &str) -> String {
+    match step {
+        "install" => format!("install/{machine}/{file}"),
+        other => format!("install/{machine}/{other}/{file}"),
+    }
+}
+
+/// A DNS zone of a site.
+pub fn zone(name: &str) -> String {
+    format!("dns/{name}.zone")
+}
+
+/// Where a rendered file came from: which values fed it and, when a
+/// template rendered it, which. `kiln explain` reads this record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    /// The repository path of the template, when one rendered the file
+    /// (kiln writes the others itself: kustomizations, DHCP, DNS, the lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(flatten)]
+    pub values: ValuesOf,
+}
+
+/// Whose value layers a file was rendered with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "values", rename_all = "camelCase")]
+pub enum ValuesOf {
+    /// The site's own layers (DHCP, DNS, the boot menu).
+    Site,
+    /// The cluster's layers.
+    Cluster,
+    /// One machine's layers for one step of its workflow.
+    Machine {
+        machine: String,
+        step: String,
+        blueprint: String,
+    },
+}
+
+impl Origin {
+    pub fn site() -> Origin {
+        Origin {
+            template: None,
+            values: ValuesOf::Site,
+        }
+    }
+}
