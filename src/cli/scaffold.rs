@@ -6,19 +6,84 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::cli::{exit, Failure, NewCommand};
-use kiln_compiler::diag::{Diagnostic, Diagnostics};
+use super::failure::{exit, Failure};
 use kiln_compiler::load::kinds::API_VERSION;
-use kiln_compiler::yaml::{to_yaml, Pos};
+use kiln_compiler::resolve::net::{parse_ip, Ipv4Net};
+use kiln_compiler::yaml::to_yaml;
 
 include!(concat!(env!("OUT_DIR"), "/starter.rs"));
 
 fn usage_error(message: String) -> Failure {
-    Failure::Input(Diagnostics::from(Diagnostic::new(
-        "<command line>",
-        Pos { line: 1, col: 1 },
-        message,
-    )))
+    Failure::usage("kiln new", message)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Directory to create (must be empty or absent).
+    #[arg(default_value = ".")]
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NewCommand {
+    /// A Site (sites/NAME/site.yaml).
+    Site {
+        name: String,
+        #[arg(long)]
+        domain: Option<String>,
+        /// The URL machines reach the executor at, e.g. http://10.20.0.2:8080.
+        #[arg(long = "boot-server", value_name = "URL")]
+        boot_server: Option<String>,
+        /// A network: NAME=CIDR, optionally `,pool=START-END` (IPAM) and
+        /// `,dhcp=START-END` (dynamic leases); both are derived when left out.
+        #[arg(long = "network", value_name = "NAME=CIDR[,pool=A-B][,dhcp=A-B]")]
+        networks: Vec<String>,
+    },
+    /// A Machine (sites/SITE/machines/NAME.yaml).
+    Machine {
+        name: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        blueprint: String,
+        /// MAC of the interface it PXE-boots from.
+        #[arg(long)]
+        mac: String,
+        /// The site network of that interface (default: the site's first).
+        #[arg(long)]
+        network: Option<String>,
+        /// A fixed address (default: IPAM allocates one).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Run hardware checks before the install.
+        #[arg(long)]
+        commission: bool,
+    },
+    /// A Cluster (sites/SITE/clusters/NAME.yaml).
+    Cluster {
+        name: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Worker replicas.
+        #[arg(long)]
+        workers: Option<u32>,
+        /// CPUs per worker.
+        #[arg(long)]
+        cpu: Option<u32>,
+        /// Memory per worker, e.g. 16Gi.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Kubernetes version, e.g. v1.35.2.
+        #[arg(long = "k8s")]
+        kubernetes_version: Option<String>,
+        /// Recipes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        recipes: Vec<String>,
+    },
 }
 
 fn document(kind: &str, name: &str, spec: Map<String, Value>) -> String {
@@ -45,11 +110,28 @@ fn write_new(repo: &Path, rel: &str, text: &str, stdout: &mut dyn Write) -> Resu
 
 pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let (rel, text) = match what {
-        NewCommand::Site { name, domain } => {
+        NewCommand::Site {
+            name,
+            domain,
+            boot_server,
+            networks,
+        } => {
             check_name(&name)?;
             let mut spec = Map::new();
             if let Some(domain) = domain {
                 spec.insert("domain".into(), domain.into());
+            }
+            if let Some(url) = boot_server {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(usage_error(format!(
+                        "--boot-server `{url}` is not an http:// or https:// URL"
+                    )));
+                }
+                spec.insert("bootServer".into(), url.into());
+            }
+            if !networks.is_empty() {
+                let networks: Result<Vec<Value>, Failure> = networks.iter().map(|n| network(n)).collect();
+                spec.insert("networks".into(), Value::Array(networks?));
             }
             spec.insert("values".into(), json!({}));
             (format!("sites/{name}/site.yaml"), document("Site", &name, spec))
@@ -149,6 +231,53 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
         }
     };
     write_new(repo, &rel, &text, stdout)
+}
+
+/// A site network from `NAME=CIDR[,pool=A-B][,dhcp=A-B]`. Left out, the
+/// gateway is the first address, the IPAM pool the lower half of the rest
+/// (from the tenth address) and the DHCP range the upper half.
+fn network(arg: &str) -> Result<Value, Failure> {
+    let bad = |why: String| Failure::usage(&format!("--network {arg}"), why);
+    let mut parts = arg.split(',');
+    let (name, cidr) = parts
+        .next()
+        .and_then(|p| p.split_once('='))
+        .ok_or_else(|| bad("expected NAME=CIDR, e.g. `prov=10.20.0.0/24`".into()))?;
+    check_name(name)?;
+    let net = Ipv4Net::parse(cidr).map_err(bad)?;
+    let first = u32::from(net.addr);
+    let last = u32::from(net.broadcast());
+    if last - first < 16 {
+        return Err(bad(format!(
+            "{cidr} is too small for a gateway, a pool and a DHCP range"
+        )));
+    }
+    let half = first + (last - first) / 2;
+    let ip = |n: u32| std::net::Ipv4Addr::from(n).to_string();
+    let mut pool = json!({"start": ip(first + 10), "end": ip(half)});
+    let mut dhcp = json!({"start": ip(half + 1), "end": ip(last - 1)});
+    for part in parts {
+        let (key, range) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{part}` is not pool=START-END or dhcp=START-END")))?;
+        let (start, end) = range
+            .split_once('-')
+            .ok_or_else(|| bad(format!("`{range}` is not START-END")))?;
+        let (start, end) = (parse_ip(start).map_err(bad)?, parse_ip(end).map_err(bad)?);
+        let range = json!({"start": start.to_string(), "end": end.to_string()});
+        match key {
+            "pool" => pool = range,
+            "dhcp" => dhcp = range,
+            other => return Err(bad(format!("unknown `{other}`; expected pool or dhcp"))),
+        }
+    }
+    Ok(json!({
+        "name": name,
+        "cidr": net.to_string(),
+        "gateway": ip(first + 1),
+        "pool": pool,
+        "dhcpRange": dhcp,
+    }))
 }
 
 /// The name of a site document's first network.

@@ -6,7 +6,33 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::cli::{exit, Failure};
+use super::failure::{exit, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// File holding the operator bearer token (default: $KILN_OPERATOR_TOKEN).
+    #[arg(long = "operator-token-file", value_name = "FILE")]
+    pub operator_token_file: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableOrJson,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+pub fn run(args: StatusArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    status(
+        &args.server,
+        args.operator_token_file.as_deref(),
+        args.format == TableOrJson::Json,
+        stdout,
+    )
+}
 
 fn operator_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
     match file {

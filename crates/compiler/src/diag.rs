@@ -27,10 +27,19 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+
+    /// A problem with command-line input, which has no line or column:
+    /// `what` names the argument (`--set a=b`, `kiln new site`).
+    pub fn command_line(what: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(what, Pos { line: 0, col: 0 }, message)
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pos.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)
     }
 }

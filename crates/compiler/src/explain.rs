@@ -14,7 +14,7 @@ use crate::load::Repo;
 use crate::merge::{merge_with_provenance, Layer, Provenance};
 use crate::render::{Context, Options};
 use crate::resolve::site::SiteModel;
-use crate::yaml::{parse_values, Pos};
+use crate::yaml::parse_values;
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -57,7 +57,7 @@ pub struct Step {
 }
 
 fn input_error(message: String) -> Diagnostics {
-    Diagnostics::from(Diagnostic::new("<command line>", Pos { line: 1, col: 1 }, message))
+    Diagnostics::from(Diagnostic::command_line("kiln explain", message))
 }
 
 /// The layers whose merge fed a file, read from the render's record of

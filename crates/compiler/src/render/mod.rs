@@ -254,9 +254,8 @@ pub fn render_with(
     for name in only {
         if !names.contains_key(name.as_str()) {
             let known: Vec<&str> = names.keys().copied().collect();
-            diags.push(Diagnostic::new(
-                "<command line>",
-                Pos { line: 1, col: 1 },
+            diags.push(Diagnostic::command_line(
+                "command line",
                 format!("no site or cluster is named `{name}` (known: {})", known.join(", ")),
             ));
         }

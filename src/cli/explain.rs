@@ -1,0 +1,45 @@
+//! `kiln explain`: where the values behind a rendered file came from.
+
+use std::io::Write;
+
+use super::failure::{exit, Failure};
+use super::session::{Session, TextOrJson, ValueArgs};
+use kiln_compiler::render::Options;
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The site or cluster.
+    pub name: String,
+    /// A file of out/NAME/, e.g. addons/cilium/helmrelease.yaml.
+    pub path: String,
+    /// A dotted values key (cilium.version) or a path in the rendered YAML.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextOrJson,
+    #[command(flatten)]
+    pub values: ValueArgs,
+}
+
+pub fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let overrides = args.values.layers()?;
+    let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);
+    diags.extend(kiln_compiler::resolve::check(&repo));
+    let (sites, site_diags) = kiln_compiler::resolve::site::sites(&repo);
+    diags.extend(site_diags);
+    diags.finish(())?;
+    let options = Options {
+        only: Vec::new(),
+        overrides,
+    };
+    let e = kiln_compiler::explain::explain(&repo, &sites, &options, &args.name, &args.path, args.key.as_deref())?;
+    match args.format {
+        TextOrJson::Text => write!(stdout, "{}", kiln_compiler::explain::to_text(&e))?,
+        TextOrJson::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&e).expect("explanations serialize")
+        )?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,92 @@
+//! What every command that reads the repository shares: where the
+//! repository and its output are, how progress is reported, and the
+//! command line's values layers.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::failure::Failure;
+use kiln_compiler::diag::{Diagnostic, Diagnostics};
+use kiln_compiler::emit::Output;
+use kiln_compiler::merge::{set_path, Layer};
+use kiln_compiler::progress::Progress;
+use kiln_compiler::render::{values_document, Options};
+use kiln_compiler::yaml::{parse_documents, Document};
+
+pub struct Session<'a> {
+    pub repo: PathBuf,
+    pub out_dir: PathBuf,
+    pub progress: &'a dyn Progress,
+}
+
+impl Session<'_> {
+    /// Loads, resolves and renders the selected outputs in memory.
+    pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
+        let overrides = values.layers()?;
+        let options = Options { only: names, overrides };
+        Ok(kiln_compiler::compile(
+            &self.repo,
+            &self.out_dir,
+            &options,
+            self.progress,
+        )?)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args, Default)]
+pub struct ValueArgs {
+    /// Set a value on the command line (highest layer), e.g. `workers.replicas=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Merge a values file (highest layer, below --set).
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+}
+
+impl ValueArgs {
+    /// The command line's values layers: `-f` files in order, then `--set`.
+    pub fn layers(&self) -> Result<Vec<Layer>, Failure> {
+        let mut layers = Vec::new();
+        let mut diags = Diagnostics::default();
+        for path in &self.values {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
+            match values_document(&file, &text) {
+                Ok(doc) => layers.push(Layer {
+                    name: "values file".into(),
+                    file,
+                    doc,
+                }),
+                Err(d) => diags.push(d),
+            }
+        }
+        for item in &self.set {
+            let Some((key, raw)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+                diags.push(Diagnostic::command_line(
+                    format!("--set {item}"),
+                    "expected KEY=VALUE, e.g. `workers.replicas=5`",
+                ));
+                continue;
+            };
+            let value = parse_documents(raw)
+                .ok()
+                .and_then(|mut d| (d.len() == 1).then(|| d.remove(0).value))
+                .unwrap_or_else(|| Value::String(raw.to_string()));
+            let mut map = Map::new();
+            set_path(&mut map, key, value);
+            layers.push(Layer {
+                name: "--set".into(),
+                file: format!("--set {item}"),
+                doc: Document::from_value(Value::Object(map)),
+            });
+        }
+        diags.finish(layers).map_err(Failure::Input)
+    }
+}
