@@ -174,3 +174,56 @@ fn errors_as_json_for_tools() {
         (0, r#"{"upToDate":true,"stale":[]}"#)
     );
 }
+
+/// kiln's own settings come from the built-in values; a layer that removes
+/// one or gives it a wrong type is told so, with the key, instead of kiln
+/// falling back to a constant of its own.
+#[test]
+fn a_removed_or_mistyped_setting_names_its_key() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "  values:\n",
+            "  values:\n    dhcp: {leaseTime: null}\n",
+        )
+    });
+    assert!(
+        err.contains("sites/lab/site.yaml:") && err.contains("values.dhcp: missing field `leaseTime`"),
+        "{err}"
+    );
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "  values:\n",
+            "  values:\n    dns: {nameserverIp: 10.0.0.300}\n",
+        )
+    });
+    assert!(
+        err.contains("values.dns.nameserverIp: `10.0.0.300` is not an IPv4 address"),
+        "{err}"
+    );
+}
+
+/// A site can set the defaults of its clusters' specs through values.
+#[test]
+fn cluster_defaults_are_values() {
+    let repo = example_copy(false);
+    let dir = repo.path();
+    edit(
+        dir,
+        "sites/us/site.yaml",
+        "  values: {}",
+        "  values:\n    clusterDefaults: {talosVersion: v1.13.1}",
+    );
+    edit(dir, "sites/us/clusters/web-azure.yaml", "  talosVersion: v1.13.9\n", "");
+    let run = kiln(dir, &["render", "web-azure"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = tree(&dir.join("out/web-azure"))
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("cluster/"))
+        .map(|(_, b)| String::from_utf8(b).unwrap())
+        .collect::<String>();
+    assert!(text.contains("v1.13.1"), "{text}");
+}

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::failure::{exit, Failure};
 use kiln_compiler::load::kinds::API_VERSION;
+use kiln_compiler::render::settings::{self, ClusterDefaults, Pool};
 use kiln_compiler::resolve::net::{parse_ip, Ipv4Net};
 use kiln_compiler::yaml::to_yaml;
 
@@ -207,21 +208,25 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
             if let Some(region) = region {
                 spec.insert("region".into(), region.into());
             }
+            let defaults: ClusterDefaults = settings::builtin("clusterDefaults");
+            let pool = |p: &Pool| json!({"replicas": p.replicas, "cpu": p.cpu, "memory": p.memory});
             spec.insert(
                 "kubernetesVersion".into(),
-                kubernetes_version
-                    .unwrap_or_else(|| kiln_compiler::render::cluster::DEFAULT_KUBERNETES_VERSION.into())
-                    .into(),
+                kubernetes_version.unwrap_or(defaults.kubernetes_version).into(),
             );
-            spec.insert(
-                "talosVersion".into(),
-                kiln_compiler::render::cluster::DEFAULT_TALOS_VERSION.into(),
-            );
-            spec.insert("controlPlane".into(), json!({"replicas": 3, "cpu": 4, "memory": "8Gi"}));
-            spec.insert(
-                "workers".into(),
-                json!({"replicas": workers.unwrap_or(3), "cpu": cpu.unwrap_or(4), "memory": memory.unwrap_or_else(|| "16Gi".into())}),
-            );
+            spec.insert("talosVersion".into(), defaults.talos_version.into());
+            spec.insert("controlPlane".into(), pool(&defaults.control_plane));
+            let mut workers_pool = pool(&defaults.workers);
+            if let Some(n) = workers {
+                workers_pool["replicas"] = n.into();
+            }
+            if let Some(n) = cpu {
+                workers_pool["cpu"] = n.into();
+            }
+            if let Some(m) = memory {
+                workers_pool["memory"] = m.into();
+            }
+            spec.insert("workers".into(), workers_pool);
             spec.insert("recipes".into(), json!(recipes));
             spec.insert("values".into(), json!({}));
             (

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::settings::{self, ClusterDefaults, Pool};
 use super::{envsubst, kustomization, patch, Context};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
@@ -17,9 +18,6 @@ use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
 use crate::yaml::{parse_values, to_yaml, Pos};
 use kiln_plan::OutputKind;
-
-pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.35.2";
-pub const DEFAULT_TALOS_VERSION: &str = "v1.13.9";
 
 /// Template directories of a cluster, in render order, and where their
 /// resources land.
@@ -65,12 +63,14 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
     let spec = &cluster.spec;
     let subject = format!("cluster {name}");
     let values = cx.cluster_values(input);
-    let pool = |p: &Option<NodePool>, replicas: u32, cpu: u32, memory: &str| {
+    let defaults: ClusterDefaults =
+        settings::read(&values, "clusterDefaults").map_err(|e| Diagnostics::from(input.error("/spec", true, e)))?;
+    let pool = |p: &Option<NodePool>, default: &Pool| {
         let p = p.as_ref();
         json!({
-            "replicas": p.and_then(|p| p.replicas).unwrap_or(replicas),
-            "cpu": p.and_then(|p| p.cpu).unwrap_or(cpu),
-            "memory": p.and_then(|p| p.memory.as_ref()).map_or(memory, |m| m.as_str()),
+            "replicas": p.and_then(|p| p.replicas).unwrap_or(default.replicas),
+            "cpu": p.and_then(|p| p.cpu).unwrap_or(default.cpu),
+            "memory": p.and_then(|p| p.memory.as_ref()).map_or(default.memory.as_str(), |m| m.as_str()),
         })
     };
     let info = json!({
@@ -78,10 +78,10 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
         "namespace": name,
         "provider": spec.provider.as_str(),
         "region": spec.region,
-        "kubernetesVersion": spec.kubernetes_version.as_deref().unwrap_or(DEFAULT_KUBERNETES_VERSION),
-        "talosVersion": spec.talos_version.as_deref().unwrap_or(DEFAULT_TALOS_VERSION),
-        "controlPlane": pool(&spec.control_plane, 3, 4, "8Gi"),
-        "workers": pool(&spec.workers, 3, 4, "16Gi"),
+        "kubernetesVersion": spec.kubernetes_version.as_ref().unwrap_or(&defaults.kubernetes_version),
+        "talosVersion": spec.talos_version.as_ref().unwrap_or(&defaults.talos_version),
+        "controlPlane": pool(&spec.control_plane, &defaults.control_plane),
+        "workers": pool(&spec.workers, &defaults.workers),
         "recipes": spec.recipes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
     });
     let context = json!({"cluster": info, "site": {"name": input.site_dir()}, "values": values});

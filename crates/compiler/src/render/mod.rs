@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod envsubst;
 pub mod patch;
+pub mod settings;
 pub mod site;
 pub mod templates;
 

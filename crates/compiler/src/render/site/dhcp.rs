@@ -5,9 +5,10 @@
 //! `undionly.kpxe` over TFTP. Every machine's address is reserved by MAC
 //! with its host name; unknown machines lease from `dhcpRange`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::load::kinds::DhcpServer;
+use crate::render::settings::Dhcp;
 use crate::resolve::site::SiteModel;
 
 /// What every DHCP config needs, worked out once.
@@ -28,17 +29,16 @@ struct Reservation {
     network: usize,
 }
 
-pub fn render(server: DhcpServer, site: &SiteModel, values: &Map<String, Value>) -> (String, String) {
-    let dhcp = &values["dhcp"];
-    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let explicit_tftp = text(&dhcp["tftpServer"]);
+pub fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> (String, String) {
+    let set = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    let explicit_tftp = set(&dhcp.tftp_server);
     let boot = Boot {
         menu_url: format!("{}/menu.ipxe", site.boot_server.trim_end_matches('/')),
-        http_boot_url: text(&dhcp["httpBootUrl"])
+        http_boot_url: set(&dhcp.http_boot_url)
             .unwrap_or_else(|| format!("{}/artifacts/ipxe/ipxe.efi", site.boot_server.trim_end_matches('/'))),
         tftp_explicit: explicit_tftp.is_some(),
         tftp_server: explicit_tftp.or_else(|| site.boot_server_ip.map(|ip| ip.to_string())),
-        lease_time: dhcp["leaseTime"].as_u64().unwrap_or(43200),
+        lease_time: dhcp.lease_time,
     };
     let reservations: Vec<Reservation> = site
         .machines
@@ -71,9 +71,9 @@ fn header(comment: &str, site: &SiteModel) -> String {
     )
 }
 
-fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Value) -> String {
+fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp) -> String {
     let mut out = header("#", site);
-    let tftp_root = dhcp["tftpRoot"].as_str().unwrap_or("/var/lib/kiln/tftp");
+    let tftp_root = &dhcp.tftp_root;
     let next = match (&boot.tftp_server, boot.tftp_explicit) {
         (Some(ip), true) => format!(",,{ip}"),
         _ => String::new(),
@@ -140,7 +140,7 @@ fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &V
     out
 }
 
-fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Value) -> String {
+fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp) -> String {
     let tftp = boot.tftp_server.clone().unwrap_or_default();
     let not_ipxe = "not member('ipxe')";
     let subnets: Vec<Value> = site
@@ -177,7 +177,7 @@ fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Value
         .collect();
     let config = json!({
         "Dhcp4": {
-            "interfaces-config": {"interfaces": dhcp["interfaces"]},
+            "interfaces-config": {"interfaces": dhcp.interfaces},
             "lease-database": {"type": "memfile", "persist": true, "lfc-interval": 3600},
             "valid-lifetime": boot.lease_time,
             "authoritative": true,

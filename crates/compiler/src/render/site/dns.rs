@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use serde_json::{Map, Value};
-
+use crate::render::settings::Dns;
 use crate::resolve::net::Ipv4Net;
 use crate::resolve::site::SiteModel;
 use kiln_plan::sha256_hex;
@@ -63,29 +62,14 @@ fn zone(name: &str, soa: &Soa, records: &[Record]) -> Zone {
 }
 
 /// The forward zone and every reverse zone of a site.
-pub fn zones(site: &SiteModel, values: &Map<String, Value>) -> Vec<Zone> {
-    let dns = &values["dns"];
+pub fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>) -> Vec<Zone> {
     let domain = site.domain.trim_end_matches('.');
-    let text = |key: &str, default: &str| {
-        dns[key]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(default)
-            .to_string()
-    };
-    let number = |key: &str, default: u64| dns[key].as_u64().unwrap_or(default);
-    let ns_host = text("nameserver", "ns1");
+    let ns_host = dns.nameserver.clone();
     let soa = Soa {
-        ttl: number("ttl", 3600),
+        ttl: dns.ttl.into(),
         ns: format!("{ns_host}.{domain}."),
-        hostmaster: format!("{}.{domain}.", text("hostmaster", "hostmaster")),
-        timers: format!(
-            "{} {} {} {}",
-            number("refresh", 3600),
-            number("retry", 900),
-            number("expire", 1_209_600),
-            number("negativeTtl", 300)
-        ),
+        hostmaster: format!("{}.{domain}.", dns.hostmaster),
+        timers: format!("{} {} {} {}", dns.refresh, dns.retry, dns.expire, dns.negative_ttl),
     };
 
     // Names in the forward zone, in the order they claim reverse entries:
@@ -104,9 +88,7 @@ pub fn zones(site: &SiteModel, values: &Map<String, Value>) -> Vec<Zone> {
     if let Some(ip) = site.boot_server_ip {
         hosts.push(("boot".into(), ip));
     }
-    let ns_ip = dns["nameserverIp"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
+    let ns_ip = nameserver_ip
         .or_else(|| site.networks.first().and_then(|n| n.dns.first().copied()))
         .or(site.boot_server_ip);
     if let Some(ip) = ns_ip {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::Context;
+use super::{settings, Context};
 use crate::diag::Diagnostics;
 use crate::emit::Output;
 use crate::layout::{self, Origin, ValuesOf};
@@ -89,6 +89,10 @@ pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
         || infrastructure(site, &values),
     );
     let mut diags = Diagnostics::default();
+    let infrastructure = infrastructure.unwrap_or_else(|d| {
+        diags.extend(d);
+        BTreeMap::new()
+    });
     let mut origins: BTreeMap<String, Origin> = infrastructure.keys().map(|p| (p.clone(), Origin::site())).collect();
     let mut files = infrastructure;
     let mut machines = Vec::new();
@@ -132,7 +136,11 @@ fn describe(origin: &Origin) -> String {
 
 /// The site's own files: boot menu, DHCP configs, DNS zones and the IPAM
 /// lock (which records the zones' serials).
-fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<String, Vec<u8>> {
+fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> Result<BTreeMap<String, Vec<u8>>, Diagnostics> {
+    let setting_error = |e: String| Diagnostics::from(site.input.error("/spec/values", true, e));
+    let dhcp_settings: settings::Dhcp = settings::read(values, "dhcp").map_err(setting_error)?;
+    let dns_settings: settings::Dns = settings::read(values, "dns").map_err(setting_error)?;
+    let nameserver_ip = dns_settings.nameserver_ip().map_err(setting_error)?;
     let servers = site
         .input
         .object
@@ -144,10 +152,10 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<Str
         || {
             servers
                 .par_iter()
-                .map(|s| dhcp::render(*s, site, values))
+                .map(|s| dhcp::render(*s, site, &dhcp_settings))
                 .collect::<Vec<_>>()
         },
-        || dns::zones(site, values),
+        || dns::zones(site, &dns_settings, nameserver_ip),
     );
     let mut files: BTreeMap<String, Vec<u8>> = dhcp.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
     files.insert(layout::MENU.into(), menu(site).into_bytes());
@@ -167,7 +175,7 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> BTreeMap<Str
         );
     }
     files.insert(layout::LOCK_FILE.into(), lock.to_yaml().into_bytes());
-    files
+    Ok(files)
 }
 
 /// The site menu: every machine chains to the executor, which answers

@@ -1,0 +1,105 @@
+//! The settings kiln's own code reads from the merged values. Their
+//! defaults live in one place, the built-in values file
+//! (`builtin-values.yaml`); here they are only typed, so a setting that a
+//! layer removed (`null`) or gave the wrong type is an error naming the
+//! key, never a silent fallback to a constant.
+
+use std::net::Ipv4Addr;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// `values.dhcp`: how a site's DHCP servers are configured.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dhcp {
+    pub lease_time: u64,
+    pub interfaces: Vec<String>,
+    pub tftp_root: String,
+    /// Empty: the boot server's address.
+    pub tftp_server: String,
+    /// Empty: `<bootServer>/artifacts/ipxe/ipxe.efi`.
+    pub http_boot_url: String,
+}
+
+/// `values.dns`: a site's zones.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dns {
+    pub ttl: u32,
+    pub nameserver: String,
+    /// Empty: the first DNS server of the first network.
+    pub nameserver_ip: String,
+    pub hostmaster: String,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub negative_ttl: u32,
+}
+
+impl Dns {
+    /// The name server's address, when one is set.
+    pub fn nameserver_ip(&self) -> Result<Option<Ipv4Addr>, String> {
+        if self.nameserver_ip.is_empty() {
+            return Ok(None);
+        }
+        self.nameserver_ip.parse().map(Some).map_err(|_| {
+            format!(
+                "values.dns.nameserverIp: `{}` is not an IPv4 address",
+                self.nameserver_ip
+            )
+        })
+    }
+}
+
+/// `values.clusterDefaults`: what a Cluster gets for fields it leaves out.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterDefaults {
+    pub kubernetes_version: String,
+    pub talos_version: String,
+    pub control_plane: Pool,
+    pub workers: Pool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub replicas: u32,
+    pub cpu: u32,
+    pub memory: String,
+}
+
+/// Reads `values.<key>` as `T`.
+pub fn read<T: DeserializeOwned>(values: &Map<String, Value>, key: &str) -> Result<T, String> {
+    let value = values.get(key).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(value).map_err(|e| {
+        format!("values.{key}: {e} (kiln's built-in values set every field; a layer removed or changed one)")
+    })
+}
+
+/// `values.<key>` of kiln's built-in values alone.
+pub fn builtin<T: DeserializeOwned>(key: &str) -> T {
+    let doc = crate::yaml::parse_documents(super::BUILTIN_VALUES)
+        .expect("built-in values parse")
+        .remove(0);
+    let Value::Object(values) = doc.value else {
+        unreachable!("the built-in values are a mapping")
+    };
+    read(&values, key).expect("the built-in values hold every setting")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_values_hold_every_setting() {
+        let _: Dhcp = builtin("dhcp");
+        let dns: Dns = builtin("dns");
+        assert_eq!(dns.nameserver_ip(), Ok(None));
+        let c: ClusterDefaults = builtin("clusterDefaults");
+        assert!(c.kubernetes_version.starts_with('v') && c.talos_version.starts_with('v'));
+    }
+}
