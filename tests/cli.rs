@@ -11,8 +11,18 @@ use std::process::{Command, Stdio};
 
 /// Runs `kiln ARGS` in-process; returns (code, stdout, stderr).
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_on(args, false)
+}
+
+/// Runs `kiln ARGS` in-process as if stdout were (or were not) a terminal.
+fn run_on(args: &[&str], terminal: bool) -> (i32, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = kiln::cli::run(std::iter::once("kiln").chain(args.iter().copied()), &mut out, &mut err);
+    let io = kiln::cli::Io {
+        stdout: &mut out,
+        stderr: &mut err,
+        stdout_is_terminal: terminal,
+    };
+    let code = kiln::cli::run(std::iter::once("kiln").chain(args.iter().copied()), io);
     (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
 }
 
@@ -118,4 +128,46 @@ fn a_closed_pipe_ends_a_command_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0));
+}
+
+/// Progress events and terminal detection go through what the caller
+/// passes in, so commands can be tested in-process.
+#[test]
+fn progress_and_terminal_detection_are_injected() {
+    let repo = example_copy(true);
+    let r = repo.path().to_str().unwrap();
+    let (code, _, err) = run(&["-C", r, "--progress", "json", "validate"]);
+    assert_eq!(code, 0, "{err}");
+    let steps: Vec<serde_json::Value> = err.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        steps.iter().any(|s| s["step"] == "render" && s["status"] == "ok"),
+        "{err}"
+    );
+
+    for args in [
+        ["init", "-q", "-b", "main"].as_slice(),
+        &["add", "-A"],
+        &["commit", "-qm", "x"],
+    ] {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(r)
+            .env("GIT_AUTHOR_NAME", "k")
+            .env("GIT_AUTHOR_EMAIL", "k@example.net")
+            .env("GIT_COMMITTER_NAME", "k")
+            .env("GIT_COMMITTER_EMAIL", "k@example.net")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    edit(
+        repo.path(),
+        "sites/eu/clusters/prod-aws.yaml",
+        "replicas: 3",
+        "replicas: 4",
+    );
+    let (_, plain, _) = run_on(&["-C", r, "diff"], false);
+    let (_, coloured, _) = run_on(&["-C", r, "diff"], true);
+    assert!(!plain.contains('\u{1b}') && plain.contains("replicas"), "{plain}");
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
 }

@@ -61,8 +61,7 @@ fn render_revision(session: &Session, rev: &str) -> Result<Vec<Output>, Failure>
     })
 }
 
-pub fn diff(session: &Session, args: DiffArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
-    use std::io::IsTerminal;
+pub fn diff(session: &Session, args: DiffArgs, stdout: &mut dyn Write, is_terminal: bool) -> Result<i32, Failure> {
     let base = args.base.as_str();
     let base_outputs = step(session.progress, "render", Some(base), || {
         render_revision(session, base)
@@ -86,9 +85,7 @@ pub fn diff(session: &Session, args: DiffArgs, stdout: &mut dyn Write) -> Result
         ))
     })?;
     let format = Format::from(args.format);
-    let color = format == Format::Unified
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = format == Format::Unified && is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     write!(stdout, "{}", kiln_compiler::diff::render(&diff, format, color))?;
     Ok(if args.exit_code && !diff.is_empty() {
         exit::DIFFERENCES

@@ -95,12 +95,46 @@ impl Command {
     }
 }
 
+/// Where a command's output goes, and what it may know about it. `main`
+/// passes the process's own; tests pass buffers.
+pub struct Io<'a> {
+    pub stdout: &'a mut dyn Write,
+    /// Also where `--progress json` events go (from several threads).
+    pub stderr: &'a mut (dyn Write + Send),
+    /// Whether stdout is a terminal (`kiln diff` colours only then).
+    pub stdout_is_terminal: bool,
+}
+
+/// stderr shared by a command and its progress events.
+struct Stderr<'a>(Mutex<&'a mut (dyn Write + Send)>);
+
+impl Write for &Stderr<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut w) => w.write(buf),
+            Err(_) => Err(std::io::Error::other("stderr is poisoned")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.lock() {
+            Ok(mut w) => w.flush(),
+            Err(_) => Err(std::io::Error::other("stderr is poisoned")),
+        }
+    }
+}
+
 /// Parses `args` and runs the command; returns the exit code.
-pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32
+pub fn run<I, T>(args: I, io: Io) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let Io {
+        stdout,
+        stderr,
+        stdout_is_terminal,
+    } = io;
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -116,12 +150,13 @@ where
     };
     let repo = cli.repo.clone();
     let json_errors = cli.command.reports_json();
-    let result = dispatch(cli, stdout, stderr);
-    failure::report(result, &repo, json_errors, stdout, stderr)
+    let stderr = Stderr(Mutex::new(stderr));
+    let result = dispatch(cli, stdout, &stderr, stdout_is_terminal);
+    failure::report(result, &repo, json_errors, stdout, &mut &stderr)
 }
 
-fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<i32, Failure> {
-    let json_progress = JsonLines(Mutex::new(std::io::stderr()));
+fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_terminal: bool) -> Result<i32, Failure> {
+    let json_progress = JsonLines(Mutex::new(stderr));
     let session = Session {
         out_dir: cli.out.clone().unwrap_or_else(|| cli.repo.join("out")),
         repo: cli.repo.clone(),
@@ -131,9 +166,9 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<
         },
     };
     match cli.command {
-        Command::Render(args) => render::render(&session, args, stdout, stderr),
+        Command::Render(args) => render::render(&session, args, stdout, &mut &*stderr),
         Command::Validate(args) => render::validate(&session, args, stdout),
-        Command::Diff(args) => diff::diff(&session, args, stdout),
+        Command::Diff(args) => diff::diff(&session, args, stdout, stdout_is_terminal),
         Command::Explain(args) => explain::explain(&session, args, stdout),
         Command::Serve(args) => serve::serve(args),
         Command::Status(args) => status::run(args, stdout),
