@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 pub struct Dhcp {
     pub lease_time: u64,
     pub interfaces: Vec<String>,
+    /// Kea's memfile lease file (Kea does not create its directory).
+    pub kea_lease_file: String,
     pub tftp_root: String,
     /// Empty: the boot server's address.
     pub tftp_server: String,

@@ -178,7 +178,7 @@ fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp)
     let config = json!({
         "Dhcp4": {
             "interfaces-config": {"interfaces": dhcp.interfaces},
-            "lease-database": {"type": "memfile", "persist": true, "lfc-interval": 3600},
+            "lease-database": {"type": "memfile", "persist": true, "name": dhcp.kea_lease_file, "lfc-interval": 3600},
             "valid-lifetime": boot.lease_time,
             "authoritative": true,
             "client-classes": [
