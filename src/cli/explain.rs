@@ -24,15 +24,14 @@ pub struct ExplainArgs {
 pub fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let overrides = args.values.layers()?;
     let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);
-    diags.extend(kiln_compiler::resolve::check(&repo));
-    let (sites, site_diags) = kiln_compiler::resolve::site::sites(&repo);
-    diags.extend(site_diags);
+    let (model, resolve_diags) = kiln_compiler::resolve::resolve(&repo);
+    diags.extend(resolve_diags);
     diags.finish(())?;
     let options = Options {
         only: Vec::new(),
         overrides,
     };
-    let e = kiln_compiler::explain::explain(&repo, &sites, &options, &args.name, &args.path, args.key.as_deref())?;
+    let e = kiln_compiler::explain::explain(&repo, &model, &options, &args.name, &args.path, args.key.as_deref())?;
     match args.format {
         TextOrJson::Text => write!(stdout, "{}", kiln_compiler::explain::to_text(&e))?,
         TextOrJson::Json => writeln!(

@@ -9,9 +9,10 @@ use serde_json::{Map, Value};
 use super::failure::Failure;
 use kiln_compiler::diag::{Diagnostic, Diagnostics};
 use kiln_compiler::emit::Output;
+use kiln_compiler::load::values::values_document;
 use kiln_compiler::merge::{set_path, Layer};
 use kiln_compiler::progress::Progress;
-use kiln_compiler::render::{values_document, Options};
+use kiln_compiler::render::Options;
 use kiln_compiler::yaml::{parse_documents, Document};
 
 pub struct Session<'a> {

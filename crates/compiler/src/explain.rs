@@ -13,7 +13,7 @@ use crate::layout::{Origin, ValuesOf};
 use crate::load::Repo;
 use crate::merge::{merge_with_provenance, Layer, Provenance};
 use crate::render::{Context, Options};
-use crate::resolve::site::SiteModel;
+use crate::resolve::Model;
 use crate::yaml::parse_values;
 
 #[derive(Debug, Serialize)]
@@ -62,14 +62,13 @@ fn input_error(message: String) -> Diagnostics {
 
 /// The layers whose merge fed a file, read from the render's record of
 /// where the file came from.
-fn layers_for(cx: &Context, sites: &[SiteModel], name: &str, origin: &Origin) -> Vec<Layer> {
-    let site = || sites.iter().find(|s| s.name() == name);
+fn layers_for(cx: &Context, model: &Model, name: &str, origin: &Origin) -> Vec<Layer> {
+    let site = || model.sites.iter().find(|s| s.name() == name);
     match &origin.values {
-        ValuesOf::Cluster => cx
-            .repo
+        ValuesOf::Cluster => model
             .clusters
             .iter()
-            .find(|c| c.object.name() == name)
+            .find(|c| c.name() == name)
             .map(|c| cx.cluster_layers(c))
             .unwrap_or_default(),
         ValuesOf::Site => site().map(|s| cx.site_layers(s.input)).unwrap_or_default(),
@@ -135,14 +134,14 @@ fn rendered_value(text: &str, key: &str) -> Option<Value> {
 
 pub fn explain(
     repo: &Repo,
-    sites: &[SiteModel],
+    model: &Model,
     options: &Options,
     name: &str,
     path: &str,
     key: Option<&str>,
 ) -> Result<Explanation, Diagnostics> {
     let cx = Context::new(repo, &options.overrides)?;
-    let outputs = crate::render::render_with(&cx, sites, &[name.to_string()], &crate::progress::Silent)?;
+    let outputs = crate::render::render_with(&cx, model, &[name.to_string()], &crate::progress::Silent)?;
     let path = path.trim_start_matches("out/").trim_start_matches(&format!("{name}/"));
     let output = outputs.iter().find(|o| o.name == name);
     let (rendered, origin) = output
@@ -152,7 +151,7 @@ pub fn explain(
                 "out/{name}/ has no file `{path}` that kiln renders from values"
             ))
         })?;
-    let layers = layers_for(&cx, sites, name, origin);
+    let layers = layers_for(&cx, model, name, origin);
     let (merged, provenance) = merge_with_provenance(&layers);
 
     let mut note = None;

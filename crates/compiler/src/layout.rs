@@ -3,8 +3,11 @@
 
 use serde::Serialize;
 
-pub use crate::resolve::ipam::LOCK_FILE;
 pub use kiln_plan::PLAN_FILE;
+
+/// A site's IPAM lock: its allocations and zone serials. Also an input of
+/// the next render.
+pub const LOCK_FILE: &str = "ipam.lock.yaml";
 
 /// A site's iPXE menu, which every machine chains to first.
 pub const MENU: &str = "boot/menu.ipxe";

@@ -42,11 +42,10 @@ pub fn compile_repo(
     options: &render::Options,
     progress: &dyn Progress,
 ) -> Result<Vec<emit::Output>, diag::Diagnostics> {
-    let sites = step(progress, "resolve", None, || {
-        diags.extend(resolve::check(repo));
-        let (sites, site_diags) = resolve::site::sites(repo);
-        diags.extend(site_diags);
-        std::mem::take(&mut diags).finish(sites)
+    let model = step(progress, "resolve", None, || {
+        let (model, resolve_diags) = resolve::resolve(repo);
+        diags.extend(resolve_diags);
+        std::mem::take(&mut diags).finish(model)
     })?;
-    render::render(repo, &sites, options, progress)
+    render::render(repo, &model, options, progress)
 }

@@ -71,7 +71,5 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
 fn wanted(path: &str) -> bool {
     let top = path.split('/').next().unwrap_or_default();
     matches!(top, "sites" | "blueprints" | "recipes" | "clusters")
-        || (path.starts_with("out/")
-            && path.ends_with(crate::resolve::ipam::LOCK_FILE)
-            && path.matches('/').count() == 2)
+        || (path.starts_with("out/") && path.ends_with(crate::layout::LOCK_FILE) && path.matches('/').count() == 2)
 }

@@ -7,6 +7,7 @@
 pub mod kinds;
 mod schema;
 pub mod source;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -39,7 +39,7 @@ impl Source for Worktree {
     }
 
     fn lock(&self, site: &str) -> Option<(String, String)> {
-        let path = self.out_dir.join(site).join(crate::resolve::ipam::LOCK_FILE);
+        let path = self.out_dir.join(site).join(crate::layout::LOCK_FILE);
         let text = std::fs::read_to_string(&path).ok()?;
         Some((shown(&self.root, &path), text))
     }
@@ -71,7 +71,7 @@ impl Source for InMemory {
     }
 
     fn lock(&self, site: &str) -> Option<(String, String)> {
-        let path = format!("out/{site}/{}", crate::resolve::ipam::LOCK_FILE);
+        let path = format!("out/{site}/{}", crate::layout::LOCK_FILE);
         let text = self.read(&path).ok()?;
         Some((path, text))
     }

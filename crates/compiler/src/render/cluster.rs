@@ -16,6 +16,7 @@ use crate::emit::Output;
 use crate::layout::{Origin, ValuesOf};
 use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
+use crate::resolve::cluster::ClusterModel;
 use crate::yaml::{parse_values, to_yaml, Pos};
 use kiln_plan::OutputKind;
 
@@ -57,12 +58,13 @@ struct Resource {
     source: String,
 }
 
-pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostics> {
+pub fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagnostics> {
+    let input = model.input;
     let cluster = &input.object;
     let name = cluster.name();
     let spec = &cluster.spec;
     let subject = format!("cluster {name}");
-    let values = cx.cluster_values(input);
+    let values = cx.cluster_values(model);
     let defaults: ClusterDefaults =
         settings::read(&values, "clusterDefaults").map_err(|e| Diagnostics::from(input.error("/spec", true, e)))?;
     let pool = |p: &Option<NodePool>, default: &Pool| {
@@ -111,7 +113,7 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
             }
         }
     }
-    resources.extend(recipe_kustomizations(cx, input, &values));
+    resources.extend(recipe_kustomizations(model, &values));
 
     for (i, p) in spec.patches.iter().enumerate() {
         let at = format!("/spec/patches/{i}");
@@ -148,7 +150,7 @@ pub fn render(cx: &Context, input: &Input<Cluster>) -> Result<Output, Diagnostic
     diags.finish(Output {
         name: name.to_string(),
         kind: OutputKind::Cluster,
-        inputs_digest: cx.digest_for_cluster(input),
+        inputs_digest: cx.digest_for_cluster(model),
         files,
         origins,
         machines: Vec::new(),
@@ -239,8 +241,8 @@ const CILIUM_GATE: &str = "_cilium-ready";
 /// A Flux Kustomization per recipe (applied into the workload cluster
 /// through its kubeconfig Secret), plus the gate that makes the first
 /// recipes wait until the Cilium HelmRelease is ready.
-fn recipe_kustomizations(cx: &Context, input: &Input<Cluster>, values: &Map<String, Value>) -> Vec<Resource> {
-    let cluster = input.object.name();
+fn recipe_kustomizations(model: &ClusterModel, values: &Map<String, Value>) -> Vec<Resource> {
+    let cluster = model.name();
     let flux = &values["flux"];
     let base = |name: &str, path: String| {
         json!({
@@ -274,12 +276,10 @@ fn recipe_kustomizations(cx: &Context, input: &Input<Cluster>, values: &Map<Stri
         value: gate,
         source: "kiln".into(),
     }];
-    for recipe in &input.object.spec.recipes {
-        let mut k = base(recipe.as_str(), format!("./recipes/{recipe}"));
-        let deps = cx
-            .recipe(recipe.as_str())
-            .map(|r| r.object.spec.depends_on.clone())
-            .unwrap_or_default();
+    for r in &model.recipes {
+        let recipe = r.object.name();
+        let mut k = base(recipe, format!("./recipes/{recipe}"));
+        let deps = &r.object.spec.depends_on;
         let depends_on: Vec<Value> = if deps.is_empty() {
             vec![json!({"name": format!("{cluster}-cilium-ready")})]
         } else {

@@ -16,12 +16,14 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
-use crate::load::kinds::{Blueprint, Cluster, Machine, Recipe, Site};
+use crate::load::kinds::{Blueprint, Machine, Site};
 use crate::load::{Input, Repo};
 use crate::merge::{merge, Layer};
 use crate::progress::{step, Progress};
+use crate::resolve::cluster::ClusterModel;
 use crate::resolve::site::SiteModel;
-use crate::yaml::{parse_documents, to_yaml, Document, Pos};
+use crate::resolve::Model;
+use crate::yaml::{parse_documents, to_yaml};
 use templates::Engine;
 
 /// kiln's built-in values, the lowest layer.
@@ -44,13 +46,11 @@ pub struct Context<'a> {
     pub engine: Engine,
     overrides: &'a [Layer],
     builtin: Layer,
-    providers: BTreeMap<String, Layer>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(repo: &'a Repo, overrides: &'a [Layer]) -> Result<Context<'a>, Diagnostics> {
-        let mut diags = Diagnostics::default();
-        let engine = Engine::new(&repo.files);
+        let engine = Engine::new(&repo.files)?;
         let builtin = Layer {
             name: "built-in".into(),
             file: BUILTIN_FILE.into(),
@@ -58,54 +58,25 @@ impl<'a> Context<'a> {
                 .expect("built-in values parse")
                 .remove(0),
         };
-        let mut providers = BTreeMap::new();
-        for (path, text) in repo.files_under("clusters/") {
-            let parts: Vec<&str> = path.split('/').collect();
-            if let ["clusters", provider, "values.example.yaml"] = parts.as_slice() {
-                match values_document(path, text) {
-                    Ok(doc) => {
-                        providers.insert(
-                            provider.to_string(),
-                            Layer {
-                                name: "provider".into(),
-                                file: path.to_string(),
-                                doc,
-                            },
-                        );
-                    }
-                    Err(d) => diags.push(d),
-                }
-            }
-        }
-        let engine = match engine {
-            Ok(engine) => engine,
-            Err(e) => {
-                diags.extend(e);
-                return Err(diags);
-            }
-        };
-        diags.finish(Context {
+        Ok(Context {
             repo,
             engine,
             overrides,
             builtin,
-            providers,
         })
     }
 
-    pub fn site(&self, name: &str) -> Option<&'a Input<Site>> {
-        self.repo.sites.iter().find(|s| s.object.name() == name)
-    }
-
-    pub fn recipe(&self, name: &str) -> Option<&'a Input<Recipe>> {
-        self.repo.recipes.iter().find(|r| r.object.name() == name)
-    }
-
     /// The value layers of a cluster, lowest first (SPEC §3).
-    pub fn cluster_layers(&self, input: &Input<Cluster>) -> Vec<Layer> {
-        let provider = self.providers.get(input.object.spec.provider.as_str()).cloned();
-        let site = self.site(input.site_dir()).and_then(|s| section_layer("site", s));
-        self.layers([provider, site, section_layer("cluster", input)])
+    pub fn cluster_layers(&self, cluster: &ClusterModel) -> Vec<Layer> {
+        self.layers([
+            cluster.provider_values.as_ref().map(|v| Layer {
+                name: "provider".into(),
+                file: v.file.clone(),
+                doc: v.doc.clone(),
+            }),
+            section_layer("site", cluster.site),
+            section_layer("cluster", cluster.input),
+        ])
     }
 
     /// kiln's built-ins, then `middle` (lowest first), then the command line.
@@ -116,8 +87,8 @@ impl<'a> Context<'a> {
         layers
     }
 
-    pub fn cluster_values(&self, input: &Input<Cluster>) -> Map<String, Value> {
-        merge(&self.cluster_layers(input))
+    pub fn cluster_values(&self, cluster: &ClusterModel) -> Map<String, Value> {
+        merge(&self.cluster_layers(cluster))
     }
 
     /// The value layers of a site's own files (DHCP, DNS).
@@ -167,16 +138,13 @@ impl<'a> Context<'a> {
 
     /// SHA-256 over the paths and contents of everything a cluster's
     /// output was made from.
-    pub fn digest_for_cluster(&self, input: &Input<Cluster>) -> String {
+    pub fn digest_for_cluster(&self, cluster: &ClusterModel) -> String {
+        let (input, site) = (cluster.input, cluster.site);
         let mut parts: Vec<(&str, &str)> = vec![(input.file.as_str(), self.text(&input.file))];
-        if let Some(site) = self.site(input.site_dir()) {
-            parts.push((&site.file, self.text(&site.file)));
-        }
-        parts.extend(cluster::template_files(self, input.object.spec.provider.as_str()));
-        for recipe in &input.object.spec.recipes {
-            if let Some(r) = self.recipe(recipe.as_str()) {
-                parts.push((&r.file, self.text(&r.file)));
-            }
+        parts.push((&site.file, self.text(&site.file)));
+        parts.extend(cluster::template_files(self, cluster.provider()));
+        for r in &cluster.recipes {
+            parts.push((&r.file, self.text(&r.file)));
         }
         self.digest(parts)
     }
@@ -215,37 +183,22 @@ fn section_layer<T>(name: &str, input: &Input<T>) -> Option<Layer> {
     })
 }
 
-/// Parses a values file (provider defaults, `-f`): one mapping.
-pub fn values_document(path: &str, text: &str) -> Result<Document, Diagnostic> {
-    let mut docs = parse_documents(text).map_err(|e| Diagnostic::new(path, e.pos, e.message))?;
-    match docs.len() {
-        0 => Ok(Document::from_value(Value::Object(Map::new()))),
-        1 if docs[0].value.is_null() => Ok(Document::from_value(Value::Object(Map::new()))),
-        1 if docs[0].value.is_object() => Ok(docs.remove(0)),
-        _ => Err(Diagnostic::new(
-            path,
-            Pos { line: 1, col: 1 },
-            "expected one mapping of values",
-        )),
-    }
-}
-
 /// Renders the selected outputs of `repo`; every problem is reported.
 pub fn render(
     repo: &Repo,
-    sites: &[SiteModel],
+    model: &Model,
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides)?;
-    render_with(&cx, sites, &options.only, progress)
+    render_with(&cx, model, &options.only, progress)
 }
 
 /// Renders the outputs named in `only` (all when empty) with an existing
 /// context, so a caller that needs the context too compiles templates once.
 pub fn render_with(
     cx: &Context,
-    sites: &[SiteModel],
+    model: &Model,
     only: &[String],
     progress: &dyn Progress,
 ) -> Result<Vec<Output>, Diagnostics> {
@@ -262,17 +215,18 @@ pub fn render_with(
         }
     }
     let selected = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
-    let results: Vec<Result<Output, Diagnostics>> = repo
+    let results: Vec<Result<Output, Diagnostics>> = model
         .clusters
         .par_iter()
-        .filter(|c| selected(c.object.name()))
+        .filter(|c| selected(c.name()))
         .map(|c| {
-            step(progress, "render", Some(c.object.name()), || {
+            step(progress, "render", Some(c.name()), || {
                 cluster::render(cx, c).map(Output::seal)
             })
         })
         .collect();
-    let site_results: Vec<Result<Output, Diagnostics>> = sites
+    let site_results: Vec<Result<Output, Diagnostics>> = model
+        .sites
         .par_iter()
         .filter(|s| selected(s.name()))
         .map(|s| {

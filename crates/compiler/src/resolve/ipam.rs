@@ -18,8 +18,6 @@ use crate::yaml::{parse_values, to_yaml, Pos};
 
 use super::net::{IpRange, Ipv4Net};
 
-pub const LOCK_FILE: &str = "ipam.lock.yaml";
-
 /// The contents of `ipam.lock.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

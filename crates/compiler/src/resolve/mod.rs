@@ -1,8 +1,10 @@
 //! Stage 2, resolve: references between inputs. Every name a document
 //! uses must exist, outputs must not clash, recipes must not depend on
 //! themselves; and each bare-metal site becomes a `SiteModel` with every
-//! machine's addresses assigned (`site`, `ipam`).
+//! machine's addresses assigned (`site`, `ipam`), and each cluster a
+//! `ClusterModel` holding what it refers to (`cluster`).
 
+pub mod cluster;
 pub mod ipam;
 pub mod net;
 pub mod site;
@@ -27,7 +29,23 @@ pub fn providers(repo: &Repo) -> BTreeSet<&str> {
         .collect()
 }
 
-pub fn check(repo: &Repo) -> Diagnostics {
+/// Everything render needs, resolved.
+pub struct Model<'a> {
+    pub sites: Vec<site::SiteModel<'a>>,
+    pub clusters: Vec<cluster::ClusterModel<'a>>,
+}
+
+/// Checks every reference and builds the model; every problem is reported.
+pub fn resolve(repo: &Repo) -> (Model<'_>, Diagnostics) {
+    let mut diags = check(repo);
+    let (sites, site_diags) = site::sites(repo);
+    let (clusters, cluster_diags) = cluster::clusters(repo);
+    diags.extend(site_diags);
+    diags.extend(cluster_diags);
+    (Model { sites, clusters }, diags)
+}
+
+fn check(repo: &Repo) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let sites: BTreeMap<&str, &str> = repo.sites.iter().map(|s| (s.object.name(), s.file.as_str())).collect();
     let recipes: BTreeMap<&str, _> = repo.recipes.iter().map(|r| (r.object.name(), r)).collect();
