@@ -666,3 +666,24 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+/// A machine of the plan whose state row has gone (a hand-edited or
+/// restored database) neither crashes the executor's writer nor stops later
+/// state changes: the row is made again and the machine boots.
+#[test]
+fn a_missing_machine_row_does_not_stop_the_state_store() {
+    let site = Site::new();
+    let s = site.serve(&[]);
+    assert_eq!(state(&s, "m1"), "new");
+    let db = rusqlite::Connection::open(site.path("state/kiln.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(db.execute("DELETE FROM machines WHERE name = 'm1'", []).unwrap(), 1);
+    drop(db);
+    let boot = get(&s, &format!("/boot/ipxe?mac={M1}"));
+    assert_eq!(boot.status, 200, "{}", boot.text());
+    assert_eq!(state(&s, "m1"), "booting");
+    // The store still takes changes: another machine boots and reports.
+    let token = boot_token(&s, M2);
+    assert_eq!(report(&s, &token, r#"{"hardware_ok": true}"#).status, 200);
+    assert_eq!(state(&s, "m2"), "commissioned");
+}

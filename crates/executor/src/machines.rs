@@ -60,21 +60,7 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
     for m in &plan.machines {
         let generation = i64::from(m.generation);
         match machine_row(t, &m.name)? {
-            None => {
-                exec(
-                    t,
-                    "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, 'new', ?4)",
-                    params![m.name, m.mac, generation, now()],
-                )?;
-                audit(
-                    t,
-                    "executor",
-                    "machine added",
-                    Some(&m.name),
-                    json!({"mac": m.mac, "generation": generation}),
-                    digest,
-                )?;
-            }
+            None => add_machine(t, m, "machine added", digest)?,
             Some(row) if row.generation != generation => {
                 exec(
                     t,
@@ -102,6 +88,24 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
         }
     }
     Ok(())
+}
+
+/// Adds a machine of the plan to the machines table as `new`.
+fn add_machine(t: &Connection, m: &PlannedMachine, action: &str, digest: &str) -> rusqlite::Result<()> {
+    let generation = i64::from(m.generation);
+    exec(
+        t,
+        "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, 'new', ?4)",
+        params![m.name, m.mac, generation, now()],
+    )?;
+    audit(
+        t,
+        "executor",
+        action,
+        Some(&m.name),
+        json!({"mac": m.mac, "generation": generation}),
+        digest,
+    )
 }
 
 /// Ends every active run of a machine as failed.
@@ -170,13 +174,20 @@ pub fn boot(
     events: &mut Events,
 ) -> rusqlite::Result<Boot> {
     let generation = i64::from(m.generation);
-    let row = machine_row(t, &m.name)?;
+    // Activating a plan adds its machines; a row that has gone since (a
+    // restored or hand-edited database) is added again, never assumed.
+    let row = match machine_row(t, &m.name)? {
+        Some(row) => row,
+        None => {
+            add_machine(t, m, "machine added again (its state row was missing)", digest)?;
+            machine_row(t, &m.name)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?
+        }
+    };
     exec(
         t,
         "UPDATE machines SET last_seen = ?2 WHERE name = ?1",
         params![m.name, now()],
     )?;
-    let row = row.expect("sync_plan created every machine of the plan");
     if row.installed_generation == Some(generation) {
         return Ok(Boot::LocalDisk);
     }

@@ -128,11 +128,17 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |t: &mut Transaction| {
             let result = match t.savepoint() {
-                Ok(mut sp) => match change(&sp) {
-                    Ok(v) => sp.commit().map(|_| v).map_err(|e| e.to_string()),
-                    Err(e) => {
+                // A job that panics is undone and answered with an error;
+                // the writer thread, and every later change, go on.
+                Ok(mut sp) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(&sp))) {
+                    Ok(Ok(v)) => sp.commit().map(|_| v).map_err(|e| e.to_string()),
+                    Ok(Err(e)) => {
                         let _ = sp.rollback();
                         Err(e.to_string())
+                    }
+                    Err(_) => {
+                        let _ = sp.rollback();
+                        Err("a state change failed unexpectedly and was undone".to_string())
                     }
                 },
                 Err(e) => Err(e.to_string()),
@@ -266,4 +272,33 @@ pub fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<Mac
         },
     )
     .optional()
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::Store;
+
+    /// A job that panics is undone and answered with an error; the writer
+    /// thread goes on taking changes.
+    #[test]
+    fn the_writer_survives_a_panicking_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let failed = rt.block_on(store.write(|c| -> rusqlite::Result<()> {
+            c.execute("INSERT INTO discovered VALUES ('aa', 1, 1, 1)", [])?;
+            panic!("a bug in a state change")
+        }));
+        assert!(failed.is_err());
+        let added = rt.block_on(store.write(|c| c.execute("INSERT INTO discovered VALUES ('bb', 1, 1, 1)", [])));
+        assert_eq!(added, Ok(1));
+        let macs: Vec<String> = store
+            .read(|c| {
+                c.prepare("SELECT mac FROM discovered")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(macs, ["bb"], "the panicking job's change was undone");
+    }
 }
