@@ -74,7 +74,7 @@ fn explain_names_the_blueprint_a_file_was_rendered_from() {
             .iter()
             .find(|l| l["layer"] == "blueprint")
             .unwrap_or_else(|| panic!("no blueprint layer for {file}: {e}"));
-        let expected = if step.name == "commission" {
+        let expected = if step.name == kiln_plan::StepName::Commission {
             "blueprints/commission/blueprint.yaml"
         } else {
             "blueprints/rhel9/blueprint.yaml"

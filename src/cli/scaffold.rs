@@ -155,8 +155,9 @@ pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32,
                     "unknown blueprint `{blueprint}` (no blueprints/{blueprint}/)"
                 )));
             }
-            let mac =
-                kiln_plan::normalize_mac(&mac).ok_or_else(|| usage_error(format!("`{mac}` is not a MAC address")))?;
+            let mac = kiln_plan::Mac::parse(&mac)
+                .ok_or_else(|| usage_error(format!("`{mac}` is not a MAC address")))?
+                .to_string();
             let network = match network {
                 Some(n) => n,
                 None => {

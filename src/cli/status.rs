@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::Value;
+use kiln_plan::{ErrorAnswer, MachineList, MachineState};
 
 use super::failure::{exit, Failure};
 
@@ -45,8 +45,8 @@ fn operator_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
     }
 }
 
-/// GETs `url` with the operator token and parses the JSON answer.
-pub fn get_json(url: &str, token: Option<&str>) -> Result<Value, Failure> {
+/// GETs `url` with the operator token and reads the JSON answer as `T`.
+fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: Option<&str>) -> Result<T, Failure> {
     let mut request = ureq::get(url);
     if let Some(token) = token {
         request = request.header("Authorization", &format!("Bearer {token}"));
@@ -63,41 +63,33 @@ pub fn get_json(url: &str, token: Option<&str>) -> Result<Value, Failure> {
         .body_mut()
         .read_to_string()
         .map_err(|e| Failure::Runtime(format!("{url}: {e}")))?;
-    let body: Value =
-        serde_json::from_str(&text).map_err(|e| Failure::Runtime(format!("{url}: HTTP {code}, not JSON: {e}")))?;
     if code != 200 {
-        let why = body["error"].as_str().unwrap_or("request failed").to_string();
+        let why = serde_json::from_str::<ErrorAnswer>(&text).map_or_else(|_| "request failed".to_string(), |a| a.error);
         return Err(Failure::Runtime(format!("{url}: HTTP {code}: {why}")));
     }
-    Ok(body)
+    serde_json::from_str(&text).map_err(|e| Failure::Runtime(format!("{url}: not the answer kiln expects: {e}")))
 }
 
 pub fn status(server: &str, token_file: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let token = operator_token(token_file)?;
-    let body = get_json(
+    let list: MachineList = get_json(
         &format!("{}/v1/machines", server.trim_end_matches('/')),
         token.as_deref(),
     )?;
-    let machines = body["machines"].as_array().cloned().unwrap_or_default();
     if json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&body).expect("JSON prints"))?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&list).expect("JSON prints"))?;
     } else {
-        let text = |v: &Value| {
-            v.as_str().map_or_else(
-                || if v.is_null() { "-".to_string() } else { v.to_string() },
-                str::to_string,
-            )
-        };
-        let rows: Vec<[String; 6]> = machines
+        let rows: Vec<[String; 6]> = list
+            .machines
             .iter()
             .map(|m| {
                 [
-                    text(&m["name"]),
-                    text(&m["state"]),
-                    text(&m["generation"]),
-                    text(&m["ip"]),
-                    text(&m["mac"]),
-                    text(&m["lastSeen"]),
+                    m.name.clone(),
+                    m.state.to_string(),
+                    m.generation.to_string(),
+                    m.ip.clone(),
+                    m.mac.to_string(),
+                    m.last_seen.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
@@ -126,18 +118,18 @@ pub fn status(server: &str, token_file: Option<&Path>, json: bool, stdout: &mut 
             writeln!(stdout, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
         }
         let mut counts = std::collections::BTreeMap::new();
-        for m in &machines {
-            *counts.entry(text(&m["state"])).or_insert(0) += 1;
+        for m in &list.machines {
+            *counts.entry(m.state.as_str()).or_insert(0) += 1;
         }
         let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
         writeln!(
             stdout,
             "\n{} machines of site {}: {}",
-            machines.len(),
-            text(&body["site"]),
+            list.machines.len(),
+            list.site,
             summary.join(", ")
         )?;
     }
-    let failed = machines.iter().any(|m| m["state"] == "failed");
+    let failed = list.machines.iter().any(|m| m.state == MachineState::Failed);
     Ok(if failed { exit::DEGRADED } else { exit::OK })
 }

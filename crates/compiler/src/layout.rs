@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use kiln_plan::StepName;
+
 pub use kiln_plan::PLAN_FILE;
 
 /// A site's IPAM lock: its allocations and zone serials. Also an input of
@@ -13,18 +15,18 @@ pub const LOCK_FILE: &str = "ipam.lock.yaml";
 pub const MENU: &str = "boot/menu.ipxe";
 
 /// The boot script of one step of a machine's workflow.
-pub fn boot_script(machine: &str, step: &str) -> String {
+pub fn boot_script(machine: &str, step: StepName) -> String {
     match step {
-        "install" => format!("boot/machines/{machine}.ipxe"),
+        StepName::Install => format!("boot/machines/{machine}.ipxe"),
         other => format!("boot/machines/{machine}.{other}.ipxe"),
     }
 }
 
 /// The file a step's install template renders to. Each step has its own
 /// place, so a commissioning file never shadows the installer's.
-pub fn install_file(machine: &str, step: &str, file: &str) -> String {
+pub fn install_file(machine: &str, step: StepName, file: &str) -> String {
     match step {
-        "install" => format!("install/{machine}/{file}"),
+        StepName::Install => format!("install/{machine}/{file}"),
         other => format!("install/{machine}/{other}/{file}"),
     }
 }
@@ -58,7 +60,7 @@ pub enum ValuesOf {
     /// One machine's layers for one step of its workflow.
     Machine {
         machine: String,
-        step: String,
+        step: StepName,
         blueprint: String,
     },
 }

@@ -20,7 +20,7 @@ use super::machines::{self, Boot, Events, LiveRun};
 use super::metrics::{Counter, Gauge};
 use super::plan::{step, ActivePlan};
 use super::{artifacts, clock, log, secrets, store, App};
-use kiln_plan::normalize_mac;
+use kiln_plan::{ErrorAnswer, Mac, MachineList};
 
 /// The OpenAPI document of these endpoints.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
@@ -71,7 +71,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.0, Json(ErrorAnswer { error: self.1 })).into_response()
     }
 }
 
@@ -175,11 +175,11 @@ async fn boot(
         .ok()
         .and_then(|Query(q)| q.mac)
         .as_deref()
-        .and_then(normalize_mac)
+        .and_then(Mac::parse)
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "`mac` must be a MAC address"))?;
     let digest = plan.digest.clone();
     let Some(machine) = plan.machine_by_mac(&mac).cloned() else {
-        commit(&app, move |t, events| machines::discovered(t, &mac, &digest, events)).await?;
+        commit(&app, move |t, events| machines::discovered(t, mac, &digest, events)).await?;
         return Ok(local_disk("unknown machine, recorded as discovered"));
     };
     let (timing, planned) = (app.opts.timing, machine.clone());
@@ -193,7 +193,7 @@ async fn boot(
             machine.name, machine.generation
         ))),
         Boot::Step { step: name, token } => {
-            let script = step(&machine, &name)
+            let script = step(&machine, name)
                 .and_then(|s| plan.file(&s.boot_script))
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
             Ok(plain(
@@ -237,7 +237,7 @@ async fn install(
     let run = authorize(&app, &token).await?;
     let content = plan
         .machine(&run.machine)
-        .and_then(|m| step(m, &run.step))
+        .and_then(|m| step(m, run.step))
         .and_then(|s| s.install_file.as_deref())
         .filter(|p| p.rsplit('/').next() == Some(file.as_str()))
         .and_then(|p| plan.file(p))
@@ -322,7 +322,12 @@ async fn machines_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answe
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(internal)?;
-    Ok(Json(json!({"site": plan.plan.name, "planDigest": plan.digest, "machines": list})).into_response())
+    let answer = MachineList {
+        site: plan.plan.name.clone(),
+        plan_digest: plan.digest.clone(),
+        machines: list,
+    };
+    Ok(Json(answer).into_response())
 }
 
 async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> Answer {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::clock::{now, rfc3339};
 use super::store::{audit, exec, machine_row, row as query_row};
-use kiln_plan::{sha256_hex, Plan, PlannedMachine};
+use kiln_plan::{sha256_hex, Mac, MachineState, MachineSummary, Plan, PlannedMachine, RunOutcome, StepName};
 
 /// Timing settings of runs and tokens.
 #[derive(Clone, Copy, Debug)]
@@ -30,15 +30,15 @@ pub type Events = Vec<Value>;
 fn set_state(
     t: &Connection,
     machine: &str,
-    state: &str,
+    state: MachineState,
     actor: &str,
     reason: Option<&str>,
     digest: &str,
     events: &mut Events,
 ) -> rusqlite::Result<()> {
-    let old: Option<String> =
+    let old: Option<MachineState> =
         query_row(t, "SELECT state FROM machines WHERE name = ?1", [machine], |r| r.get(0)).optional()?;
-    if old.as_deref() == Some(state) {
+    if old == Some(state) {
         return Ok(());
     }
     exec(
@@ -76,7 +76,15 @@ pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events)
                     json!({"from": row.generation, "to": generation}),
                     digest,
                 )?;
-                set_state(t, &m.name, "new", "executor", Some("new generation"), digest, events)?;
+                set_state(
+                    t,
+                    &m.name,
+                    MachineState::New,
+                    "executor",
+                    Some("new generation"),
+                    digest,
+                    events,
+                )?;
             }
             Some(_) => {
                 exec(
@@ -95,8 +103,8 @@ fn add_machine(t: &Connection, m: &PlannedMachine, action: &str, digest: &str) -
     let generation = i64::from(m.generation);
     exec(
         t,
-        "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, 'new', ?4)",
-        params![m.name, m.mac, generation, now()],
+        "INSERT INTO machines (name, mac, generation, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![m.name, m.mac, generation, MachineState::New, now()],
     )?;
     audit(
         t,
@@ -115,7 +123,16 @@ fn end_runs(t: &Connection, machine: &str, reason: &str, digest: &str, events: &
         .query_map([machine], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for id in ids {
-        end_run(t, id, machine, "failed", Some(reason), "executor", digest, events)?;
+        end_run(
+            t,
+            id,
+            machine,
+            RunOutcome::Failed,
+            Some(reason),
+            "executor",
+            digest,
+            events,
+        )?;
     }
     Ok(())
 }
@@ -125,7 +142,7 @@ fn end_run(
     t: &Connection,
     run: i64,
     machine: &str,
-    outcome: &str,
+    outcome: RunOutcome,
     reason: Option<&str>,
     actor: &str,
     digest: &str,
@@ -152,7 +169,7 @@ fn end_run(
 /// What `/boot/ipxe` answers.
 pub enum Boot {
     /// Serve this step's script with this token.
-    Step { step: String, token: String },
+    Step { step: StepName, token: String },
     /// Boot from the local disk.
     LocalDisk,
 }
@@ -191,11 +208,12 @@ pub fn boot(
     if row.installed_generation == Some(generation) {
         return Ok(Boot::LocalDisk);
     }
-    let step = if m.steps.iter().any(|s| s.name == "commission") && row.commissioned_generation != Some(generation) {
-        "commission"
-    } else {
-        "install"
-    };
+    let step =
+        if m.steps.iter().any(|s| s.name == StepName::Commission) && row.commissioned_generation != Some(generation) {
+            StepName::Commission
+        } else {
+            StepName::Install
+        };
     let current = now();
     let run: Option<i64> = query_row(
         t,
@@ -230,20 +248,16 @@ pub fn boot(
         "INSERT INTO tokens (hash, run_id, expires_at) VALUES (?1, ?2, ?3)",
         params![sha256_hex(token.as_bytes()), run, current + timing.token_ttl],
     )?;
-    let state = if step == "commission" {
-        "commissioning"
-    } else {
-        "booting"
+    let state = match step {
+        StepName::Commission => MachineState::Commissioning,
+        StepName::Install => MachineState::Booting,
     };
     set_state(t, &m.name, state, &format!("machine:{}", m.name), None, digest, events)?;
-    Ok(Boot::Step {
-        step: step.to_string(),
-        token,
-    })
+    Ok(Boot::Step { step, token })
 }
 
 /// An unknown MAC asked to boot.
-pub fn discovered(t: &Connection, mac: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub fn discovered(t: &Connection, mac: Mac, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let current = now();
     let seen: Option<i64> =
         query_row(t, "SELECT boots FROM discovered WHERE mac = ?1", [mac], |r| r.get(0)).optional()?;
@@ -272,7 +286,7 @@ pub fn discovered(t: &Connection, mac: &str, digest: &str, events: &mut Events) 
 pub struct LiveRun {
     pub id: i64,
     pub machine: String,
-    pub step: String,
+    pub step: StepName,
 }
 
 pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>> {
@@ -295,11 +309,11 @@ pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>
 
 /// The machine fetched its install file with a live token.
 pub fn install_fetched(t: &Connection, run: &LiveRun, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
-    if run.step == "install" {
+    if run.step == StepName::Install {
         set_state(
             t,
             &run.machine,
-            "installing",
+            MachineState::Installing,
             &format!("machine:{}", run.machine),
             None,
             digest,
@@ -317,7 +331,7 @@ pub fn report(
     snapshot: &Value,
     digest: &str,
     events: &mut Events,
-) -> rusqlite::Result<String> {
+) -> rusqlite::Result<MachineState> {
     let actor = format!("machine:{}", run.machine);
     exec(
         t,
@@ -325,14 +339,16 @@ pub fn report(
         params![run.id, run.machine, now(), snapshot.to_string()],
     )?;
     let failed = snapshot["failed"].as_str().map(str::to_string);
-    let outcome = match (run.step.as_str(), &failed) {
-        (_, Some(reason)) => Some(("failed", Some(reason.clone()))),
-        ("commission", None) => match snapshot["hardware_ok"].as_bool() {
-            Some(true) => Some(("succeeded", None)),
-            Some(false) => Some(("failed", Some("hardware check failed".to_string()))),
+    let outcome = match (run.step, &failed) {
+        (_, Some(reason)) => Some((RunOutcome::Failed, Some(reason.clone()))),
+        (StepName::Commission, None) => match snapshot["hardware_ok"].as_bool() {
+            Some(true) => Some((RunOutcome::Succeeded, None)),
+            Some(false) => Some((RunOutcome::Failed, Some("hardware check failed".to_string()))),
             None => None,
         },
-        (_, None) => (snapshot["postinstall_done"] == Value::Bool(true)).then_some(("succeeded", None)),
+        (StepName::Install, None) => {
+            (snapshot["postinstall_done"] == Value::Bool(true)).then_some((RunOutcome::Succeeded, None))
+        }
     };
     if let Some((result, reason)) = outcome {
         end_run(
@@ -345,10 +361,10 @@ pub fn report(
             digest,
             events,
         )?;
-        let (column, state) = match (result, run.step.as_str()) {
-            ("failed", _) => (None, "failed"),
-            (_, "commission") => (Some("commissioned_generation"), "commissioned"),
-            _ => (Some("installed_generation"), "installed"),
+        let (column, state) = match (result, run.step) {
+            (RunOutcome::Failed, _) => (None, MachineState::Failed),
+            (_, StepName::Commission) => (Some("commissioned_generation"), MachineState::Commissioned),
+            (_, StepName::Install) => (Some("installed_generation"), MachineState::Installed),
         };
         if let Some(column) = column {
             exec(
@@ -372,8 +388,25 @@ pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) 
         .collect::<rusqlite::Result<_>>()?;
     let reason = format!("no report within the run timeout ({} s)", timing.run_timeout);
     for (id, machine) in expired {
-        end_run(t, id, &machine, "failed", Some(&reason), "executor", digest, events)?;
-        set_state(t, &machine, "failed", "executor", Some(&reason), digest, events)?;
+        end_run(
+            t,
+            id,
+            &machine,
+            RunOutcome::Failed,
+            Some(&reason),
+            "executor",
+            digest,
+            events,
+        )?;
+        set_state(
+            t,
+            &machine,
+            MachineState::Failed,
+            "executor",
+            Some(&reason),
+            digest,
+            events,
+        )?;
     }
     exec(t, "DELETE FROM tokens WHERE expires_at <= ?1", [now()])?;
     Ok(())
@@ -390,7 +423,7 @@ pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Eve
             t,
             id,
             machine,
-            "failed",
+            RunOutcome::Failed,
             Some("reprovisioned by an operator"),
             "operator",
             digest,
@@ -403,7 +436,15 @@ pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Eve
         [machine],
     )?;
     audit(t, "operator", "reprovision", Some(machine), json!({}), digest)?;
-    set_state(t, machine, "new", "operator", Some("reprovisioned"), digest, events)
+    set_state(
+        t,
+        machine,
+        MachineState::New,
+        "operator",
+        Some("reprovisioned"),
+        digest,
+        events,
+    )
 }
 
 /// A machine's state, runs and last facts, for the operator API.
@@ -415,8 +456,8 @@ pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result
             Ok(json!({
                 "id": r.get::<_, i64>(0)?,
                 "generation": r.get::<_, i64>(1)?,
-                "step": r.get::<_, String>(2)?,
-                "state": r.get::<_, String>(3)?,
+                "step": r.get::<_, StepName>(2)?,
+                "state": r.get::<_, RunOutcome>(3)?,
                 "reason": r.get::<_, Option<String>>(4)?,
                 "startedAt": rfc3339(r.get(5)?),
                 "deadline": rfc3339(r.get(6)?),
@@ -432,7 +473,7 @@ pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result
     )
     .optional()?;
     let timeline = super::store::audit_log(conn, 0, Some(&m.name), 1000)?;
-    let mut summary = machine_summary(m, row.as_ref());
+    let mut summary = serde_json::to_value(machine_summary(m, row.as_ref())).unwrap_or_default();
     summary["runs"] = Value::Array(runs);
     summary["timeline"] = Value::Array(timeline);
     summary["lastFacts"] = facts.map_or(
@@ -442,14 +483,14 @@ pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result
     Ok(summary)
 }
 
-pub fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> Value {
-    json!({
-        "name": m.name,
-        "mac": m.mac,
-        "ip": m.ip,
-        "blueprint": m.blueprint,
-        "generation": m.generation,
-        "state": row.map_or("new", |r| r.state.as_str()),
-        "lastSeen": row.and_then(|r| r.last_seen).map(rfc3339),
-    })
+pub fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> MachineSummary {
+    MachineSummary {
+        name: m.name.clone(),
+        mac: m.mac,
+        ip: m.ip.clone(),
+        blueprint: m.blueprint.clone(),
+        generation: m.generation,
+        state: row.map_or(MachineState::New, |r| r.state),
+        last_seen: row.and_then(|r| r.last_seen).map(rfc3339),
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedMachine, WorkflowStep, PLAN_FILE};
+use kiln_plan::{sha256_hex, Mac, OutputKind, Plan, PlannedMachine, StepName, WorkflowStep, PLAN_FILE};
 
 /// A verified plan, held in memory.
 pub struct ActivePlan {
@@ -15,7 +15,7 @@ pub struct ActivePlan {
     pub digest: String,
     pub plan: Plan,
     files: HashMap<String, Arc<[u8]>>,
-    by_mac: HashMap<String, usize>,
+    by_mac: HashMap<Mac, usize>,
     by_name: HashMap<String, usize>,
     /// Artifact path → the SHA-256 it must have.
     pub artifacts: HashMap<String, String>,
@@ -45,12 +45,7 @@ impl ActivePlan {
             }
             files.insert(f.path.clone(), Arc::from(content));
         }
-        let by_mac = plan
-            .machines
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.mac.clone(), i))
-            .collect();
+        let by_mac = plan.machines.iter().enumerate().map(|(i, m)| (m.mac, i)).collect();
         let by_name = plan
             .machines
             .iter()
@@ -73,7 +68,7 @@ impl ActivePlan {
         })
     }
 
-    pub fn machine_by_mac(&self, mac: &str) -> Option<&PlannedMachine> {
+    pub fn machine_by_mac(&self, mac: &Mac) -> Option<&PlannedMachine> {
         self.by_mac.get(mac).map(|i| &self.plan.machines[*i])
     }
 
@@ -87,6 +82,6 @@ impl ActivePlan {
 }
 
 /// A machine's step by name.
-pub fn step<'a>(machine: &'a PlannedMachine, name: &str) -> Option<&'a WorkflowStep> {
+pub fn step(machine: &PlannedMachine, name: StepName) -> Option<&WorkflowStep> {
     machine.steps.iter().find(|s| s.name == name)
 }

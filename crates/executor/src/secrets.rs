@@ -58,24 +58,24 @@ impl Secrets {
     }
 }
 
-const SECRET: &str = "@@kiln:secret:";
+use kiln_plan::placeholder::{SECRET_PREFIX as SECRET, SECRET_SUFFIX, SERVER, TOKEN};
 
 /// Fills the runtime placeholders of a served file: the server URL, the
 /// run token and, when `secrets` are given, every secret.
 pub fn fill(content: &[u8], server: &str, token: &str, secrets: Option<&Secrets>) -> Result<Vec<u8>, String> {
     let text = String::from_utf8_lossy(content);
-    let mut out = text.replace("@@kiln:server@@", server).replace("@@kiln:token@@", token);
+    let mut out = text.replace(SERVER, server).replace(TOKEN, token);
     let mut from = 0;
     while let Some(found) = out[from..].find(SECRET) {
         let start = from + found;
         let rest = &out[start + SECRET.len()..];
-        let end = rest.find("@@").ok_or("unterminated secret placeholder")?;
+        let end = rest.find(SECRET_SUFFIX).ok_or("unterminated secret placeholder")?;
         let name = rest[..end].to_string();
         let value = match secrets {
             Some(s) => s.get(&name)?,
             None => return Err(format!("secret `{name}` is only served with a run token")),
         };
-        out.replace_range(start..start + SECRET.len() + end + 2, &value);
+        out.replace_range(start..start + SECRET.len() + end + SECRET_SUFFIX.len(), &value);
         from = start + value.len();
     }
     Ok(out.into_bytes())

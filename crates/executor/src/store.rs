@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot};
 
 use super::clock::{now, rfc3339};
+use kiln_plan::MachineState;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS machines (
@@ -250,7 +251,7 @@ pub fn audit_log(conn: &Connection, since: i64, machine: Option<&str>, limit: i6
 #[derive(Clone, Debug)]
 pub struct MachineRow {
     pub generation: i64,
-    pub state: String,
+    pub state: MachineState,
     pub installed_generation: Option<i64>,
     pub commissioned_generation: Option<i64>,
     pub last_seen: Option<i64>,

@@ -1,7 +1,35 @@
-//! The rendered plan: what the compiler hands to `out/` and what the
-//! executor consumes. These types are the only thing the two share.
+//! The contract between the kiln compiler and the site executor: the
+//! rendered plan (`plan.json`), the workflow steps and machine states, the
+//! runtime placeholders rendered files hold for the executor to fill, and
+//! the operator API's answers. These types are the only thing the compiler
+//! and the executor share.
+
+mod api;
+mod mac;
+mod workflow;
 
 use serde::{Deserialize, Serialize};
+
+pub use api::{ErrorAnswer, MachineList, MachineSummary};
+pub use mac::Mac;
+pub use workflow::{MachineState, RunOutcome, StepName, UnknownName};
+
+/// Runtime placeholders: rendered files hold them, the executor fills them
+/// per request (SPEC §3).
+pub mod placeholder {
+    /// The boot server's URL as the machine reached it.
+    pub const SERVER: &str = "@@kiln:server@@";
+    /// The run's token.
+    pub const TOKEN: &str = "@@kiln:token@@";
+    /// `@@kiln:secret:NAME@@`: a secret from the executor's store.
+    pub const SECRET_PREFIX: &str = "@@kiln:secret:";
+    pub const SECRET_SUFFIX: &str = "@@";
+
+    /// The placeholder of secret `name`.
+    pub fn secret(name: &str) -> String {
+        format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
+    }
+}
 
 /// `out/<name>/plan.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,7 +65,7 @@ pub struct PlannedFile {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedMachine {
     pub name: String,
-    pub mac: String,
+    pub mac: Mac,
     pub ip: String,
     pub blueprint: String,
     pub generation: u32,
@@ -48,8 +76,7 @@ pub struct PlannedMachine {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowStep {
-    /// `commission` or `install`.
-    pub name: String,
+    pub name: StepName,
     pub boot_script: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_file: Option<String>,
@@ -79,15 +106,4 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
-}
-
-/// A MAC address in lowercase colon form, from any common spelling
-/// (`52:54:00:AB:CD:EF`, `52-54-00-ab-cd-ef`, `5254.00ab.cdef`, `525400abcdef`).
-pub fn normalize_mac(text: &str) -> Option<String> {
-    let hex: String = text.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
-    if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let hex = hex.to_ascii_lowercase();
-    Some((0..6).map(|i| &hex[i * 2..i * 2 + 2]).collect::<Vec<_>>().join(":"))
 }

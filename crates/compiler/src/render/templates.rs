@@ -47,7 +47,7 @@ impl Engine {
             quantity_mib(&q).map(|m| m / 1024).ok_or_else(|| quantity_error(&q))
         });
         env.add_filter("xml", |s: String| minijinja::Value::from_safe_string(xml_escape(&s)));
-        env.add_function("secret", |name: String| format!("@@kiln:secret:{name}@@"));
+        env.add_function("secret", |name: String| kiln_plan::placeholder::secret(&name));
 
         let mut diags = Diagnostics::default();
         for (name, text) in files.iter().filter(|(name, _)| name.ends_with(".j2")) {

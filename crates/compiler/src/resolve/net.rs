@@ -1,4 +1,5 @@
-//! IPv4 networks and MAC addresses as the site model uses them.
+//! IPv4 networks as the site model uses them (MAC addresses are
+//! `kiln_plan::Mac`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -97,8 +98,6 @@ impl fmt::Display for IpRange {
     }
 }
 
-pub use kiln_plan::normalize_mac;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,18 +112,5 @@ mod tests {
             .unwrap_err()
             .contains("did you mean 10.20.0.0/16"));
         assert!(n.overlaps(&Ipv4Net::parse("10.20.4.0/24").unwrap()));
-    }
-
-    #[test]
-    fn macs() {
-        for s in [
-            "52:54:00:AB:cd:ef",
-            "52-54-00-ab-cd-ef",
-            "5254.00ab.cdef",
-            "525400ABCDEF",
-        ] {
-            assert_eq!(normalize_mac(s).unwrap(), "52:54:00:ab:cd:ef");
-        }
-        assert_eq!(normalize_mac("52:54:00:zz:00:00"), None);
     }
 }

@@ -9,7 +9,7 @@ use crate::load::kinds::{AddressRange, Blueprint, Machine, Site};
 use crate::load::{Input, Repo};
 
 use super::ipam::{self, Allocation, IpamLock, Pool, Request};
-use super::net::{normalize_mac, parse_ip, IpRange, Ipv4Net};
+use super::net::{parse_ip, IpRange, Ipv4Net};
 
 /// A network of a site, parsed.
 #[derive(Clone, Debug)]
@@ -222,7 +222,9 @@ fn site_model<'a>(
                     Some(ip)
                 }
             };
-            let mac = normalize_mac(iface.mac.as_str()).unwrap_or_default();
+            let mac = kiln_plan::Mac::parse(iface.mac.as_str())
+                .map(|m| m.to_string())
+                .unwrap_or_default();
             if let Some(first) = macs.insert(mac.clone(), mname) {
                 diags.push(m.error(
                     &format!("{at}/mac"),

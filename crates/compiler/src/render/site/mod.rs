@@ -19,11 +19,9 @@ use crate::load::Input;
 use crate::merge::merge;
 use crate::resolve::ipam::{IpamLock, ZoneSerial};
 use crate::resolve::site::{MachineModel, SiteModel};
-use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, WorkflowStep};
+use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, StepName, WorkflowStep};
 
-/// Runtime placeholders the executor fills (SPEC §3).
-pub const SERVER: &str = "@@kiln:server@@";
-pub const TOKEN: &str = "@@kiln:token@@";
+use kiln_plan::placeholder::{SERVER, TOKEN};
 
 /// What every machine of a site shares: the values of each blueprint
 /// merged with the site's (for machines without values of their own),
@@ -209,11 +207,11 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut steps = Vec::new();
-    let workflow: Vec<(&str, &Input<Blueprint>)> = m
+    let workflow: Vec<(StepName, &Input<Blueprint>)> = m
         .commission
-        .map(|c| ("commission", c))
+        .map(|c| (StepName::Commission, c))
         .into_iter()
-        .chain([("install", m.blueprint)])
+        .chain([(StepName::Install, m.blueprint)])
         .collect();
     for (step, blueprint) in workflow {
         let boot_script = layout::boot_script(name, step);
@@ -221,7 +219,7 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
             Ok((step_files, install_file)) => {
                 files.extend(step_files);
                 steps.push(WorkflowStep {
-                    name: step.into(),
+                    name: step,
                     boot_script,
                     install_file,
                     artifacts: blueprint
@@ -244,7 +242,9 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
         files,
         planned: PlannedMachine {
             name: name.into(),
-            mac: primary.mac.clone(),
+            mac: kiln_plan::Mac::parse(&primary.mac).ok_or_else(|| {
+                Diagnostics::from(m.input.error("/spec/interfaces/0/mac", false, "not a MAC address"))
+            })?,
             ip: primary.ip.to_string(),
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
@@ -259,7 +259,7 @@ type StepFiles = (Vec<(String, Vec<u8>, Origin)>, Option<String>);
 fn step_files(
     shared: &Shared,
     m: &MachineModel,
-    step: &str,
+    step: StepName,
     blueprint: &Input<Blueprint>,
     boot_script: &str,
 ) -> Result<StepFiles, Diagnostics> {
@@ -291,7 +291,7 @@ fn step_files(
                     template: Some(template),
                     values: ValuesOf::Machine {
                         machine: name.into(),
-                        step: step.into(),
+                        step,
                         blueprint: blueprint.object.name().into(),
                     },
                 };
