@@ -14,7 +14,7 @@ pub struct Mac([u8; 6]);
 impl Mac {
     pub fn parse(text: &str) -> Option<Mac> {
         let hex: Vec<u8> = text.bytes().filter(|c| !matches!(c, b':' | b'-' | b'.')).collect();
-        if hex.len() != 12 {
+        if hex.len() != 12 || !hex.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
         let mut bytes = [0u8; 6];
