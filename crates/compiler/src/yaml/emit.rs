@@ -77,10 +77,25 @@ fn write_scalar(out: &mut String, value: &Value, indent: usize) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => write_number(out, n),
         Value::String(s) => write_string(out, s, indent, false),
         Value::Object(_) => out.push_str("{}"),
         Value::Array(_) => out.push_str("[]"),
+    }
+}
+
+/// A number as both YAML 1.2 and YAML 1.1 readers take it: a float in
+/// exponent form gets a dot and a signed exponent (`1.0e+20`), which
+/// YAML 1.1 requires.
+fn write_number(out: &mut String, n: &serde_json::Number) {
+    let text = n.to_string();
+    match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) if n.is_f64() => {
+            let dot = if mantissa.contains('.') { "" } else { ".0" };
+            let sign = if exponent.starts_with(['-', '+']) { "" } else { "+" };
+            out.push_str(&format!("{mantissa}{dot}e{sign}{exponent}"));
+        }
+        _ => out.push_str(&text),
     }
 }
 
@@ -89,8 +104,6 @@ fn write_string(out: &mut String, s: &str, indent: usize, is_key: bool) {
         out.push('|');
         if !s.ends_with('\n') {
             out.push('-');
-        } else if s.ends_with("\n\n") {
-            out.push('+');
         }
         let body = s.strip_suffix('\n').unwrap_or(s);
         for line in body.split('\n') {
@@ -100,24 +113,51 @@ fn write_string(out: &mut String, s: &str, indent: usize, is_key: bool) {
                 out.push_str(line);
             }
         }
-        if s.ends_with("\n\n") {
-            out.push('\n');
-        }
         return;
     }
     if needs_quotes(s) {
-        out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+        write_double_quoted(out, s);
     } else {
         out.push_str(s);
     }
 }
 
+/// A double-quoted scalar with every character a reader could take for a
+/// line break or drop escaped (`\N`, `\L`, `\P` for U+0085, U+2028, U+2029).
+fn write_double_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !printable(c) => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Characters YAML allows raw in a scalar (its `c-printable`), less the
+/// ones YAML 1.1 reads as line breaks and the byte-order mark.
+fn printable(c: char) -> bool {
+    !(c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'))
+}
+
 /// A literal block keeps text verbatim unless its first line starts with a
-/// space or it holds characters YAML does not allow raw.
+/// space, it ends in more than one line break (keep-chomping is where
+/// readers disagree), or it holds characters YAML does not allow raw.
 fn literal_block_ok(s: &str) -> bool {
     !s.starts_with([' ', '\t', '\n'])
+        && !s.ends_with("\n\n")
         && !s.contains('\r')
-        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control())
+        && s.chars().all(|c| c == '\n' || c == '\t' || printable(c))
+        && !s.lines().any(|l| l.ends_with([' ', '\t']) && l.trim().is_empty())
 }
 
 fn needs_quotes(s: &str) -> bool {
@@ -131,12 +171,17 @@ fn needs_quotes(s: &str) -> bool {
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) && !plain_dash {
         return true;
     }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| c.is_control()) {
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.chars().any(|c| !printable(c) || c == '\u{85}') {
+        return true;
+    }
+    // Document markers, and a tab anywhere (YAML 1.1 readers differ on it).
+    if s.starts_with("---") || s.starts_with("...") || s.contains('\t') {
         return true;
     }
     let lower = s.to_ascii_lowercase();
+    // `<<` (merge) and `=` (value) are keys of their own in YAML 1.1.
     let reserved = [
-        "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan",
+        "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan", "<<", "=",
     ];
     reserved.contains(&lower.as_str()) || looks_numeric(s) || looks_like_date(s)
 }
