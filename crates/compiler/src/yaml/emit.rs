@@ -183,7 +183,8 @@ fn needs_quotes(s: &str) -> bool {
     let reserved = [
         "null", "~", "true", "false", "yes", "no", "on", "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan", "<<", "=",
     ];
-    reserved.contains(&lower.as_str()) || looks_numeric(s) || looks_like_date(s)
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    reserved.contains(&lower.as_str()) || matches!(unsigned, ".inf" | ".nan") || looks_numeric(s) || looks_like_date(s)
 }
 
 /// Anything a YAML 1.1 or 1.2 reader might take for a number: digits with
