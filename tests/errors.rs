@@ -51,7 +51,7 @@ fn wrong_type() {
 fn unknown_field() {
     let err = render_fails(|r| edit(r, CLUSTER, "  provider: aws", "  provider: aws\n  providr: aws"));
     assert!(
-        err.contains("unknown field `providr`, expected one of `provider`"),
+        err.contains("unknown field `providr`; did you mean `provider`?"),
         "{err}"
     );
     let place = at(CLUSTER, "provider: aws");
@@ -226,4 +226,50 @@ fn cluster_defaults_are_values() {
         .map(|(_, b)| String::from_utf8(b).unwrap())
         .collect::<String>();
     assert!(text.contains("v1.13.1"), "{text}");
+}
+
+/// A typo'd field is reported where it is, with the field it most likely
+/// meant; every other problem of the document is reported too, each at its
+/// own line.
+#[test]
+fn a_typo_is_reported_at_its_line_with_a_suggestion() {
+    const MACHINE: &str = "sites/lab/machines/windows.yaml";
+    let err = render_fails(|r| edit(r, MACHINE, "  interfaces:", "  interfacez:"));
+    let typo = at(MACHINE, "  interfaces:").replace(":3", ":3");
+    let typo_line = typo.split(':').nth(1).unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "{MACHINE}:{typo_line}:3: unknown field `interfacez`; did you mean `interfaces`?"
+        )),
+        "{err}"
+    );
+    // The missing `interfaces` is the typo's doing: said once, not twice.
+    assert!(!err.contains("missing field `interfaces`"), "{err}");
+    assert!(err.ends_with("1 error; nothing was written\n"), "{err}");
+
+    // A field that is really missing is still reported.
+    let err = render_fails(|r| edit(r, MACHINE, "  blueprint: windows2022\n", ""));
+    assert!(err.contains("missing field `blueprint`"), "{err}");
+
+    // Several problems of one document: each on its own line.
+    let err = render_fails(|r| {
+        edit(r, MACHINE, "  interfaces:", "  interfacez:");
+        edit(r, MACHINE, "  blueprint:", "  bluprint:");
+    });
+    assert!(
+        err.contains("unknown field `interfacez`; did you mean `interfaces`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown field `bluprint`; did you mean `blueprint`?"),
+        "{err}"
+    );
+
+    // Nothing close: the fields it could have been.
+    let err = render_fails(|r| edit(r, CLUSTER, "  provider: aws", "  provider: aws\n  zzzzzz: 1"));
+    assert!(
+        err.contains("unknown field `zzzzzz`, expected one of `provider`"),
+        "{err}"
+    );
+    assert!(!err.contains("did you mean"), "{err}");
 }

@@ -104,8 +104,13 @@ pub fn load_from(source: &dyn Source) -> (Repo, Diagnostics) {
         })
         .collect();
     for loaded in parsed.into_iter().flatten() {
-        if let Err(d) = loaded.and_then(|l| repo.add(l)) {
-            diags.push(d);
+        match loaded {
+            Ok(l) => {
+                if let Err(d) = repo.add(l) {
+                    diags.push(d);
+                }
+            }
+            Err(problems) => problems.into_iter().for_each(|d| diags.push(d)),
         }
     }
     repo.locks = repo
@@ -157,30 +162,32 @@ enum Loaded {
     Recipe(Input<Recipe>),
 }
 
-type Parsed = Result<Loaded, Diagnostic>;
+/// A document as its kind, or every problem found in it.
+type Parsed = Result<Loaded, Vec<Diagnostic>>;
 
 fn parse_file(rel: &str, text: &str, kind: Kind, schemas: &schema::Validators) -> Vec<Parsed> {
     let docs = match parse_documents(text) {
         Ok(docs) => docs,
-        Err(e) => return vec![Err(Diagnostic::new(rel, e.pos, e.message))],
+        Err(e) => return vec![Err(vec![Diagnostic::new(rel, e.pos, e.message)])],
     };
     if docs.is_empty() {
-        return vec![Err(Diagnostic::new(
+        return vec![Err(vec![Diagnostic::new(
             rel,
             Pos { line: 1, col: 1 },
             format!("expected a {kind} document, found an empty file"),
-        ))];
+        )])];
     }
     docs.into_iter()
         .map(|doc| {
             schemas.check(kind, rel, &doc)?;
-            Ok(match kind {
-                Kind::Site => Loaded::Site(typed(rel, doc)?),
-                Kind::Machine => Loaded::Machine(typed(rel, doc)?),
-                Kind::Blueprint => Loaded::Blueprint(typed(rel, doc)?),
-                Kind::Cluster => Loaded::Cluster(typed(rel, doc)?),
-                Kind::Recipe => Loaded::Recipe(typed(rel, doc)?),
-            })
+            let loaded = match kind {
+                Kind::Site => typed(rel, doc).map(Loaded::Site),
+                Kind::Machine => typed(rel, doc).map(Loaded::Machine),
+                Kind::Blueprint => typed(rel, doc).map(Loaded::Blueprint),
+                Kind::Cluster => typed(rel, doc).map(Loaded::Cluster),
+                Kind::Recipe => typed(rel, doc).map(Loaded::Recipe),
+            };
+            loaded.map_err(|d| vec![d])
         })
         .collect()
 }

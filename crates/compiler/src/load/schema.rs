@@ -29,38 +29,64 @@ impl Validators {
         Validators { by_kind }
     }
 
-    /// Checks one document; the first problem found is reported (the rest
-    /// are usually consequences of it).
-    pub fn check(&self, kind: Kind, file: &str, doc: &Document) -> Result<(), Diagnostic> {
+    /// Checks one document; every problem is reported, each at its node.
+    pub fn check(&self, kind: Kind, file: &str, doc: &Document) -> Result<(), Vec<Diagnostic>> {
         let found = doc.value.get("kind").and_then(Value::as_str);
         if doc.value.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
-            return Err(Diagnostic::new(
+            return Err(vec![Diagnostic::new(
                 file,
                 doc.locate("/apiVersion", false),
                 format!("expected `apiVersion: {API_VERSION}`"),
-            ));
+            )]);
         }
         if found != Some(kind.as_str()) {
-            return Err(Diagnostic::new(
+            return Err(vec![Diagnostic::new(
                 file,
                 doc.locate("/kind", false),
                 format!("expected a {kind} here, found kind `{}`", found.unwrap_or("(none)")),
-            ));
+            )]);
         }
         let (schema, validator) = &self.by_kind[&kind];
-        let mut errors: Vec<Diagnostic> = validator
-            .iter_errors(&doc.value)
-            .map(|e| diagnostic(file, doc, schema, &e))
+        let found: Vec<ValidationError> = validator.iter_errors(&doc.value).collect();
+        // A missing field that a typo of it explains is not reported twice.
+        let meant: Vec<(String, String)> = found
+            .iter()
+            .filter_map(|e| match e.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    let fields = known_fields(schema, e.schema_path().as_str()).unwrap_or_default();
+                    Some((e.instance_path().as_str().to_string(), unexpected.clone(), fields))
+                }
+                _ => None,
+            })
+            .flat_map(|(at, unexpected, fields)| {
+                unexpected
+                    .iter()
+                    .filter_map(|name| closest(name, &fields).map(|m| (at.clone(), m.to_string())))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let explained = |e: &ValidationError| match e.kind() {
+            ValidationErrorKind::Required { property } => meant
+                .iter()
+                .any(|(at, field)| at == e.instance_path().as_str() && property.as_str() == Some(field.as_str())),
+            _ => false,
+        };
+        let mut errors: Vec<Diagnostic> = found
+            .iter()
+            .filter(|e| !explained(e))
+            .flat_map(|e| diagnostics(file, doc, schema, e))
             .collect();
         errors.sort();
-        match errors.into_iter().next() {
-            Some(d) => Err(d),
-            None => Ok(()),
+        errors.dedup();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 }
 
-fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationError) -> Diagnostic {
+fn diagnostics(file: &str, doc: &Document, schema: &Value, error: &ValidationError) -> Vec<Diagnostic> {
     let at = error.instance_path().as_str();
     // An optional field's schema is "this or null": the interesting error
     // is the deepest one inside the branches.
@@ -71,20 +97,29 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
             .filter(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. }) || e.instance_path().as_str() != at)
             .max_by_key(|e| e.instance_path().as_str().len());
         if let Some(inner) = deepest {
-            return diagnostic(file, doc, schema, inner);
+            return diagnostics(file, doc, schema, inner);
         }
+    }
+    // Each unknown field at its own key, with the field it most likely meant.
+    if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+        let fields = known_fields(schema, error.schema_path().as_str()).unwrap_or_default();
+        return unexpected
+            .iter()
+            .map(|name| {
+                let message = match closest(name, &fields) {
+                    Some(meant) => format!("unknown field `{name}`; did you mean `{meant}`?"),
+                    None if fields.is_empty() => format!("unknown field `{name}`"),
+                    None => {
+                        let list: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+                        format!("unknown field `{name}`, expected one of {}", list.join(", "))
+                    }
+                };
+                Diagnostic::new(file, doc.locate(&format!("{at}/{name}"), true), message)
+            })
+            .collect();
     }
     let field = || at.rsplit('/').next().unwrap_or_default().to_string();
     let (pointer, key, message) = match error.kind() {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let name = &unexpected[0];
-            let expected = known_fields(schema, error.schema_path().as_str());
-            let message = match expected {
-                Some(list) => format!("unknown field `{name}`, expected one of {list}"),
-                None => format!("unknown field `{name}`"),
-            };
-            (format!("{at}/{name}"), true, message)
-        }
         ValidationErrorKind::Required { property } => (
             at.to_string(),
             false,
@@ -144,11 +179,38 @@ fn diagnostic(file: &str, doc: &Document, schema: &Value, error: &ValidationErro
             format!("{}: {error}", if at.is_empty() { "document" } else { at }),
         ),
     };
-    Diagnostic::new(file, doc.locate(&pointer, key), message)
+    vec![Diagnostic::new(file, doc.locate(&pointer, key), message)]
 }
 
-/// The fields an object schema allows, for "expected one of" hints.
-fn known_fields(schema: &Value, schema_path: &str) -> Option<String> {
+/// The known field `name` is most likely a typo of: within two edits, and
+/// closer than the name is long.
+fn closest<'a>(name: &str, fields: &'a [String]) -> Option<&'a str> {
+    fields
+        .iter()
+        .map(|f| (edit_distance(name, f), f))
+        .filter(|(d, _)| *d <= 2 && *d < name.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f.as_str())
+}
+
+/// Levenshtein distance over characters, with one row of memory.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The fields an object schema allows, for hints.
+fn known_fields(schema: &Value, schema_path: &str) -> Option<Vec<String>> {
     let mut object = schema;
     for segment in schema_path.strip_suffix("/additionalProperties")?.split('/').skip(1) {
         object = match (segment, object) {
@@ -157,12 +219,7 @@ fn known_fields(schema: &Value, schema_path: &str) -> Option<String> {
             (_, other) => other.get(segment)?,
         };
     }
-    let names: Vec<String> = object["properties"]
-        .as_object()?
-        .keys()
-        .map(|k| format!("`{k}`"))
-        .collect();
-    Some(names.join(", "))
+    Some(object["properties"].as_object()?.keys().cloned().collect())
 }
 
 fn scalar(value: &Value) -> String {
@@ -202,4 +259,17 @@ fn type_words(kind: &jsonschema::error::TypeKind) -> String {
         })
         .collect();
     words.join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("interfacez", "interfaces"), 1);
+        assert_eq!(edit_distance("bluprint", "blueprint"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }
