@@ -157,25 +157,28 @@ where
 
 fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_terminal: bool) -> Result<i32, Failure> {
     let json_progress = JsonLines(Mutex::new(stderr));
-    let session = Session {
-        out_dir: cli.out.clone().unwrap_or_else(|| cli.repo.join("out")),
-        repo: cli.repo.clone(),
-        progress: match cli.progress {
-            Some(ProgressFormat::Json) => &json_progress,
-            None => &Silent,
-        },
+    // Only commands that read the repository need (and check) its out/.
+    let session = || -> Result<Session, Failure> {
+        Ok(Session {
+            out_dir: session::out_dir(&cli.repo, cli.out.as_deref())?,
+            repo: cli.repo.clone(),
+            progress: match cli.progress {
+                Some(ProgressFormat::Json) => &json_progress,
+                None => &Silent,
+            },
+        })
     };
     match cli.command {
-        Command::Render(args) => render::render(&session, args, stdout, &mut &*stderr),
-        Command::Validate(args) => render::validate(&session, args, stdout),
-        Command::Diff(args) => diff::diff(&session, args, stdout, stdout_is_terminal),
-        Command::Explain(args) => explain::explain(&session, args, stdout),
+        Command::Render(args) => render::render(&session()?, args, stdout, &mut &*stderr),
+        Command::Validate(args) => render::validate(&session()?, args, stdout),
+        Command::Diff(args) => diff::diff(&session()?, args, stdout, stdout_is_terminal),
+        Command::Explain(args) => explain::explain(&session()?, args, stdout),
         Command::Serve(args) => serve::serve(args),
         Command::Status(args) => status::run(args, stdout),
         Command::Completions { shell } => completions(shell, stdout),
         Command::Man => man(stdout),
         Command::Schema(args) => schema::schema(args, stdout),
-        Command::New { what } => scaffold::new(&session.repo, what, stdout),
+        Command::New { what } => scaffold::new(&cli.repo, what, stdout),
         Command::Init(args) => scaffold::init(&args.dir, stdout),
     }
 }

@@ -2,14 +2,14 @@
 //! repository and its output are, how progress is reported, and the
 //! command line's values layers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::failure::Failure;
 use kiln_compiler::diag::{Diagnostic, Diagnostics};
 use kiln_compiler::emit::Output;
-use kiln_compiler::load::values::values_document;
+use kiln_compiler::load::values::{read_values_file, values_document};
 use kiln_compiler::merge::{set_path, Layer};
 use kiln_compiler::progress::Progress;
 use kiln_compiler::render::Options;
@@ -35,6 +35,28 @@ impl Session<'_> {
     }
 }
 
+/// Where output goes: `--out` as given, or `<repo>/out`, which must not
+/// lead out of the repository (a committed `out` symlink would otherwise
+/// make kiln write, and read locks, wherever it points).
+pub fn out_dir(repo: &Path, explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(out) = explicit {
+        return Ok(out.to_path_buf());
+    }
+    let out = repo.join("out");
+    let leaves = std::fs::symlink_metadata(&out).is_ok_and(|m| m.is_symlink())
+        && match (repo.canonicalize(), out.canonicalize()) {
+            (Ok(root), Ok(real)) => !real.starts_with(root),
+            _ => true,
+        };
+    if leaves {
+        return Err(Failure::usage(
+            "out",
+            "is a symlink out of the repository; kiln writes there only when --out names it",
+        ));
+    }
+    Ok(out)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TextOrJson {
     Text,
@@ -58,7 +80,7 @@ impl ValueArgs {
         let mut diags = Diagnostics::default();
         for path in &self.values {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| Failure::Runtime(format!("{file}: {e}")))?;
+            let text = read_values_file(path).map_err(|e| Failure::usage(&format!("-f {file}"), e))?;
             match values_document(&file, &text) {
                 Ok(doc) => layers.push(Layer {
                     name: "values file".into(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 
-use crate::load::source::InMemory;
+use crate::load::source::{InMemory, OUTSIDE};
 
 /// The files kiln reads from the kiln repository at `root` in revision `rev`.
 pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
@@ -40,6 +40,7 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
     };
 
     let mut files = BTreeMap::new();
+    let mut links = BTreeMap::new();
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() != Some(ObjectType::Blob) {
@@ -50,6 +51,11 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
             return TreeWalkResult::Ok;
         }
         match repo.find_blob(entry.id()) {
+            // A committed symlink: its blob is the link's target.
+            Ok(blob) if entry.filemode() == SYMLINK => {
+                links.insert(path, String::from_utf8_lossy(blob.content()).into_owned());
+                TreeWalkResult::Ok
+            }
             Ok(blob) => {
                 files.insert(path, blob.content().to_vec());
                 TreeWalkResult::Ok
@@ -61,10 +67,50 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
         }
     })
     .map_err(|e| failure.clone().unwrap_or_else(|| e.message().to_string()))?;
+    // As in the working tree: a link that stays inside the repository reads
+    // its target; one that leaves it (or names nothing) is refused.
+    let mut refused = BTreeMap::new();
+    for (path, target) in links {
+        let why = match resolve_link(&path, &target) {
+            None => OUTSIDE.to_string(),
+            Some(t) => match files.get(&t).cloned() {
+                Some(content) => {
+                    files.insert(path, content);
+                    continue;
+                }
+                None => format!("is a symlink to `{t}`, which kiln does not read in this revision"),
+            },
+        };
+        refused.insert(path, why);
+    }
     Ok(InMemory {
         label: rev.to_string(),
         files,
+        refused,
     })
+}
+
+/// Git's file mode of a symbolic link.
+const SYMLINK: i32 = 0o120000;
+
+/// The repository path a link at `link` to `target` names, if it stays
+/// inside the repository.
+fn resolve_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// Inputs, and the IPAM locks (also inputs: they keep addresses stable).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
-use source::{Source, Worktree};
+use source::{Entry, Source, Worktree};
 
 use crate::diag::{Diagnostic, Diagnostics, Sources};
 use crate::yaml::{parse_documents, Document, Pos};
@@ -73,11 +73,16 @@ pub fn load(root: &Path, out_dir: &Path) -> (Repo, Diagnostics) {
 
 /// Reads and checks the repository `source` holds.
 pub fn load_from(source: &dyn Source) -> (Repo, Diagnostics) {
-    let mut paths: Vec<String> = INPUT_DIRS
-        .iter()
-        .flat_map(|dir| source.list(dir))
-        .filter(|rel| is_read(rel))
-        .collect();
+    let mut diags = Diagnostics::default();
+    let mut paths: Vec<String> = Vec::new();
+    for entry in INPUT_DIRS.iter().flat_map(|dir| source.list(dir)) {
+        match entry {
+            Entry::File(rel) if is_read(&rel) => paths.push(rel),
+            Entry::File(_) => {}
+            // A path has no line to point at.
+            Entry::Refused { path, why } => diags.push(Diagnostic::new(path, Pos { line: 0, col: 0 }, why)),
+        }
+    }
     // Sorted, so that the file system's order never shows in the output.
     paths.sort();
     let read: Vec<(String, Result<Arc<str>, String>)> = paths
@@ -85,7 +90,6 @@ pub fn load_from(source: &dyn Source) -> (Repo, Diagnostics) {
         .map(|rel| (rel.clone(), source.read(rel).map(Arc::from)))
         .collect();
 
-    let mut diags = Diagnostics::default();
     let mut repo = Repo::default();
     for (rel, text) in &read {
         match text {

@@ -1,6 +1,8 @@
 //! Values files read outside the documents of a repository: a provider's
 //! `values.example.yaml` and `-f` files from the command line.
 
+use std::path::Path;
+
 use serde_json::{Map, Value};
 
 use crate::diag::Diagnostic;
@@ -26,4 +28,17 @@ pub fn values_document(path: &str, text: &str) -> Result<Document, Diagnostic> {
 pub struct ValuesFile {
     pub file: String,
     pub doc: Document,
+}
+
+/// Reads a values file named on the command line. It may live anywhere,
+/// but must be a regular file: never a device, a FIFO or a kernel file such
+/// as `/proc/self/environ`, whose content an error would print.
+pub fn read_values_file(path: &Path) -> Result<String, String> {
+    let real = path.canonicalize().map_err(|e| e.to_string())?;
+    let special = ["/proc", "/sys", "/dev"].iter().any(|p| real.starts_with(p));
+    let regular = std::fs::metadata(&real).is_ok_and(|m| m.is_file());
+    if special || !regular {
+        return Err("is not a regular file; a values file must be one".into());
+    }
+    std::fs::read_to_string(&real).map_err(|e| e.to_string())
 }

@@ -1,0 +1,153 @@
+//! A pull request is hostile input: whatever it commits, kiln reads nothing
+//! outside the repository and prints no file from outside it.
+
+mod common;
+use common::*;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "hunter2-ci-secret";
+
+/// `kiln ARGS` with a secret in its environment, as a CI job has.
+fn kiln_with_secret(dir: &Path, args: &[&str]) -> Run {
+    kiln_env(dir, args, &[("FAKE_CI_SECRET", SECRET)])
+}
+
+fn assert_refused(run: &Run, link: &str) {
+    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{link}: ")) && run.stderr.contains("outside the repository"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(SECRET) && !run.stdout.contains(SECRET),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_symlink_to_the_environment_is_refused_and_never_printed() {
+    let repo = example_copy(false);
+    let link = "sites/lab/machines/zz.yaml";
+    symlink("/proc/self/environ", repo.path().join(link)).unwrap();
+    for command in ["validate", "render"] {
+        let run = kiln_with_secret(repo.path(), &[command]);
+        assert_refused(&run, link);
+    }
+    assert!(!repo.path().join("out").exists(), "render wrote out/ on an input error");
+}
+
+#[test]
+fn a_symlink_to_a_system_file_is_not_echoed() {
+    let repo = example_copy(false);
+    let link = "sites/lab/machines/host.yaml";
+    symlink("/etc/hostname", repo.path().join(link)).unwrap();
+    let run = kiln(repo.path(), &["validate"]);
+    assert_refused(&run, link);
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let hostname = hostname.trim();
+    if !hostname.is_empty() {
+        assert!(!run.stderr.contains(&format!("| {hostname}")), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_symlinked_directory_out_of_the_repository_is_not_walked() {
+    let repo = example_copy(false);
+    let link = "blueprints/rhel9/templates/etc";
+    symlink("/etc", repo.path().join(link)).unwrap();
+    let started = Instant::now();
+    let run = kiln(repo.path(), &["validate"]);
+    assert_refused(&run, link);
+    assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn symlinks_inside_the_repository_still_work() {
+    let repo = example_copy(false);
+    let r = repo.path();
+    std::fs::rename(
+        r.join("sites/lab/machines/talos.yaml"),
+        r.join("sites/lab/talos-machines.yaml.txt"),
+    )
+    .unwrap();
+    symlink("../talos-machines.yaml.txt", r.join("sites/lab/machines/talos.yaml")).unwrap();
+    let run = kiln(r, &["render", "lab"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected = std::fs::read(repo_root().join("out/lab/plan.json")).unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(r.join("out/lab/plan.json")).unwrap()).unwrap();
+    let committed: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+    assert_eq!(plan["machines"], committed["machines"]);
+}
+
+#[test]
+fn a_values_file_must_be_a_regular_file() {
+    let repo = example_copy(false);
+    for path in ["/proc/self/environ", "/dev/zero", "/dev/stdin"] {
+        let run = kiln_with_secret(repo.path(), &["validate", "-f", path]);
+        assert_eq!(run.code, 2, "{path}: {}", run.stderr);
+        assert!(run.stderr.contains("not a regular file"), "{path}: {}", run.stderr);
+        assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
+    }
+    // A values file may live anywhere outside the repository.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let values = elsewhere.path().join("values.yaml");
+    std::fs::write(&values, "cilium: {version: \"1.18.5\"}\n").unwrap();
+    let run = kiln(repo.path(), &["validate", "-f", values.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn an_out_directory_linked_out_of_the_repository_is_refused_unless_named() {
+    let repo = example_copy(false);
+    let elsewhere = tempfile::tempdir().unwrap();
+    symlink(elsewhere.path(), repo.path().join("out")).unwrap();
+    let run = kiln(repo.path(), &["render"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("out: ") && run.stderr.contains("--out"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(),
+        "wrote through the link"
+    );
+    let explicit = elsewhere.path().to_str().unwrap();
+    let run = kiln(repo.path(), &["render", "--out", explicit]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(elsewhere.path().join("lab/plan.json").is_file());
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "k")
+        .env("GIT_AUTHOR_EMAIL", "k@example.net")
+        .env("GIT_COMMITTER_NAME", "k")
+        .env("GIT_COMMITTER_EMAIL", "k@example.net")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "git {args:?}");
+}
+
+#[test]
+fn kiln_diff_treats_a_committed_symlink_as_the_working_tree_does() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "base"]);
+    symlink("/proc/self/environ", r.join("sites/lab/machines/zz.yaml")).unwrap();
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "a hostile link"]);
+    let run = kiln_with_secret(r, &["diff", "--base", "HEAD~1", "--head", "HEAD"]);
+    assert_refused(&run, "sites/lab/machines/zz.yaml");
+}
