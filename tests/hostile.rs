@@ -151,3 +151,70 @@ fn kiln_diff_treats_a_committed_symlink_as_the_working_tree_does() {
     let run = kiln_with_secret(r, &["diff", "--base", "HEAD~1", "--head", "HEAD"]);
     assert_refused(&run, "sites/lab/machines/zz.yaml");
 }
+
+/// Peak memory (KiB) and the run of `kiln ARGS`, measured by GNU time.
+fn measured(dir: &Path, args: &[&str]) -> (u64, Run, Duration) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("/usr/bin/time (Debian time) is needed");
+    let elapsed = started.elapsed();
+    let kib = std::fs::read_to_string(report.path())
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (kib, run, elapsed)
+}
+
+#[test]
+fn a_template_that_renders_without_end_stops_at_the_output_limit() {
+    let repo = example_copy(false);
+    let template = "blueprints/rhel9/templates/ks.cfg.j2";
+    let text = std::fs::read_to_string(repo.path().join(template)).unwrap();
+    let bomb = "{% for i in range(100000) %}{{ \"x\" * 100000 }}{% endfor %}\n";
+    std::fs::write(repo.path().join(template), format!("{bomb}{text}")).unwrap();
+    let (kib, run, elapsed) = measured(repo.path(), &["validate"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{template}:1:"))
+            && run.stderr.contains("exceeds 64 MiB")
+            && run.stderr.contains("(rendering machine "),
+        "{}",
+        run.stderr
+    );
+    assert!(kib < 1024 * 1024, "peak memory {kib} KiB");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn a_template_that_loops_without_output_runs_out_of_fuel() {
+    let repo = example_copy(false);
+    let template = "blueprints/rhel9/templates/ks.cfg.j2";
+    let text = std::fs::read_to_string(repo.path().join(template)).unwrap();
+    let spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n";
+    std::fs::write(repo.path().join(template), format!("{spin}{text}")).unwrap();
+    let (_, run, elapsed) = measured(repo.path(), &["validate"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{template}:1:")) && run.stderr.contains("ran too long"),
+        "{}",
+        run.stderr
+    );
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}

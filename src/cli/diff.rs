@@ -49,7 +49,11 @@ impl From<DiffFormat> for Format {
 fn render_revision(session: &Session, rev: &str) -> Result<Vec<Output>, Failure> {
     let source = kiln_compiler::diff::git::read_revision(&session.repo, rev).map_err(Failure::Runtime)?;
     let (repo, diags) = kiln_compiler::load::load_from(&source);
-    kiln_compiler::compile_repo(&repo, diags, &Options::default(), session.progress).map_err(|d| {
+    let options = Options {
+        limits: session.limits,
+        ..Options::default()
+    };
+    kiln_compiler::compile_repo(&repo, diags, &options, session.progress).map_err(|d| {
         let labelled =
             d.0.into_iter()
                 .map(|mut x| {

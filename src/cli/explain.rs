@@ -30,6 +30,7 @@ pub fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> 
     let options = Options {
         only: Vec::new(),
         overrides,
+        limits: session.limits,
     };
     let e = kiln_compiler::explain::explain(&repo, &model, &options, &args.name, &args.path, args.key.as_deref())?;
     match args.format {

@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 pub use failure::exit;
 use failure::Failure;
 use kiln_compiler::progress::{JsonLines, Silent};
+use kiln_compiler::render::templates::Limits;
 use session::{Session, TextOrJson};
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,15 @@ pub struct Cli {
     /// Report each step as a JSON line on stderr.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub progress: Option<ProgressFormat>,
+    /// Largest file a template may render, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 64)]
+    pub max_file_mib: u64,
+    /// Largest total a run's templates may render, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 4096)]
+    pub max_output_mib: u64,
+    /// Template instructions one file's render may execute.
+    #[arg(long, global = true, value_name = "N", default_value_t = 50_000_000)]
+    pub template_fuel: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -162,6 +172,11 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_termina
         Ok(Session {
             out_dir: session::out_dir(&cli.repo, cli.out.as_deref())?,
             repo: cli.repo.clone(),
+            limits: Limits {
+                file_bytes: cli.max_file_mib.saturating_mul(1 << 20),
+                run_bytes: cli.max_output_mib.saturating_mul(1 << 20),
+                fuel: cli.template_fuel,
+            },
             progress: match cli.progress {
                 Some(ProgressFormat::Json) => &json_progress,
                 None => &Silent,

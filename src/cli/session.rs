@@ -12,6 +12,7 @@ use kiln_compiler::emit::Output;
 use kiln_compiler::load::values::{read_values_file, values_document};
 use kiln_compiler::merge::{set_path, Layer};
 use kiln_compiler::progress::Progress;
+use kiln_compiler::render::templates::Limits;
 use kiln_compiler::render::Options;
 use kiln_compiler::yaml::{parse_documents, Document};
 
@@ -19,13 +20,19 @@ pub struct Session<'a> {
     pub repo: PathBuf,
     pub out_dir: PathBuf,
     pub progress: &'a dyn Progress,
+    /// How much work templates may do (`--max-file-mib`, ...).
+    pub limits: Limits,
 }
 
 impl Session<'_> {
     /// Loads, resolves and renders the selected outputs in memory.
     pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
         let overrides = values.layers()?;
-        let options = Options { only: names, overrides };
+        let options = Options {
+            only: names,
+            overrides,
+            limits: self.limits,
+        };
         Ok(kiln_compiler::compile(
             &self.repo,
             &self.out_dir,

@@ -140,7 +140,7 @@ pub fn explain(
     path: &str,
     key: Option<&str>,
 ) -> Result<Explanation, Diagnostics> {
-    let cx = Context::new(repo, &options.overrides)?;
+    let cx = Context::new(repo, &options.overrides, options.limits)?;
     let outputs = crate::render::render_with(&cx, model, &[name.to_string()], &crate::progress::Silent)?;
     let path = path.trim_start_matches("out/").trim_start_matches(&format!("{name}/"));
     let output = outputs.iter().find(|o| o.name == name);

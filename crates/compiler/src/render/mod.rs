@@ -37,6 +37,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// `-f` files and `--set` values, in order.
     pub overrides: Vec<Layer>,
+    /// How much work the templates may do.
+    pub limits: templates::Limits,
 }
 
 /// Shared, read-only state of a render: the repository, compiled templates
@@ -49,8 +51,8 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(repo: &'a Repo, overrides: &'a [Layer]) -> Result<Context<'a>, Diagnostics> {
-        let engine = Engine::new(&repo.files)?;
+    pub fn new(repo: &'a Repo, overrides: &'a [Layer], limits: templates::Limits) -> Result<Context<'a>, Diagnostics> {
+        let engine = Engine::new(&repo.files, limits)?;
         let builtin = Layer {
             name: "built-in".into(),
             file: BUILTIN_FILE.into(),
@@ -190,7 +192,7 @@ pub fn render(
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Vec<Output>, Diagnostics> {
-    let cx = Context::new(repo, &options.overrides)?;
+    let cx = Context::new(repo, &options.overrides, options.limits)?;
     render_with(&cx, model, &options.only, progress)
 }
 

@@ -6,21 +6,49 @@
 //! `envsubst`). Templates see only the context they are given: no
 //! environment, clock or randomness.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
 use crate::diag::{Diagnostic, Diagnostics, Sources};
 use crate::yaml::Pos;
 
+/// How much work one render may do: a pull request's templates must not be
+/// able to exhaust the machine that renders them (docs/security.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes one rendered file may have.
+    pub file_bytes: u64,
+    /// Bytes all files of a run may have together.
+    pub run_bytes: u64,
+    /// Template instructions one file's render may execute (minijinja fuel).
+    pub fuel: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            file_bytes: 64 << 20,
+            run_bytes: 4 << 30,
+            fuel: 50_000_000,
+        }
+    }
+}
+
 /// All templates of a repository, compiled.
 pub struct Engine {
     env: Environment<'static>,
+    limits: Limits,
+    /// Bytes rendered so far in this run.
+    rendered: AtomicU64,
 }
 
 impl Engine {
     /// Compiles every `.j2` file in `files`; all syntax errors are reported.
-    pub fn new(files: &Sources) -> Result<Engine, Diagnostics> {
+    pub fn new(files: &Sources, limits: Limits) -> Result<Engine, Diagnostics> {
         let mut env = Environment::new();
+        env.set_fuel(Some(limits.fuel));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_debug(false);
         env.set_auto_escape_callback(|name| {
@@ -55,7 +83,11 @@ impl Engine {
                 diags.push(template_diagnostic(name, text, &e, None));
             }
         }
-        diags.finish(Engine { env })
+        diags.finish(Engine {
+            env,
+            limits,
+            rendered: AtomicU64::new(0),
+        })
     }
 
     /// Renders the template `name` for `subject` (e.g. `cluster demo`).
@@ -72,11 +104,69 @@ impl Engine {
             template_diagnostic(file, text, e, Some(subject))
         };
         let template = self.env.get_template(name).map_err(|e| fail(&e))?;
-        let mut text = template.render(context.clone()).map_err(|e| fail(&e))?;
+        let mut out = Bounded {
+            bytes: Vec::new(),
+            engine: self,
+        };
+        template.render_captured_to(context.clone(), &mut out).map_err(|e| {
+            let mut d = fail(&e);
+            if let Some(limit) = out.exceeded() {
+                d.message = format!("{limit} (rendering {subject})");
+            }
+            d
+        })?;
+        let mut text = String::from_utf8(out.bytes).map_err(|_| {
+            let mut d = fail(&Error::new(ErrorKind::BadSerialization, "output is not UTF-8"));
+            d.pos = Pos { line: 1, col: 1 };
+            d
+        })?;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         Ok(text)
+    }
+}
+
+/// A template's output, which stops growing at the per-file and per-run
+/// limits (the render then fails at the template line that went over).
+struct Bounded<'a> {
+    bytes: Vec<u8>,
+    engine: &'a Engine,
+}
+
+impl Bounded<'_> {
+    /// Which limit was exceeded, if one was.
+    fn exceeded(&self) -> Option<String> {
+        let limits = self.engine.limits;
+        if self.bytes.len() as u64 > limits.file_bytes {
+            Some(format!(
+                "the rendered file exceeds {} MiB (--max-file-mib)",
+                limits.file_bytes >> 20
+            ))
+        } else if self.engine.rendered.load(Ordering::Relaxed) > limits.run_bytes {
+            Some(format!(
+                "the rendered files exceed {} MiB in all (--max-output-mib)",
+                limits.run_bytes >> 20
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let limits = self.engine.limits;
+        let total = self.engine.rendered.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;
+        self.bytes.extend_from_slice(buf);
+        if self.bytes.len() as u64 > limits.file_bytes || total > limits.run_bytes {
+            return Err(std::io::Error::other("output limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -99,6 +189,7 @@ fn template_diagnostic(file: &str, text: &str, e: &Error, subject: Option<&str>)
     let what = match e.kind() {
         ErrorKind::UndefinedError => "undefined value",
         ErrorKind::SyntaxError => "template syntax error",
+        ErrorKind::OutOfFuel => "the template ran too long (more than its fuel, --template-fuel)",
         _ => "template error",
     };
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
@@ -153,7 +244,7 @@ mod tests {
     fn engine(name: &str, text: &str) -> (Engine, Sources) {
         let mut files = Sources::default();
         files.insert(name, Arc::from(text));
-        (Engine::new(&files).unwrap(), files)
+        (Engine::new(&files, Limits::default()).unwrap(), files)
     }
 
     #[test]
