@@ -47,7 +47,8 @@ impl From<DiffFormat> for Format {
 
 /// Renders `rev` of the repository in memory.
 fn render_revision(session: &Session, rev: &str) -> Result<Vec<Output>, Failure> {
-    let source = kiln_compiler::diff::git::read_revision(&session.repo, rev).map_err(Failure::Runtime)?;
+    let source =
+        kiln_compiler::diff::git::read_revision(&session.repo, rev).map_err(|e| Failure::Runtime(e.to_string()))?;
     let (repo, diags) = kiln_compiler::load::load_from(&source);
     let options = Options {
         limits: session.limits,

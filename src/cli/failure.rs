@@ -42,6 +42,12 @@ impl From<Diagnostics> for Failure {
     }
 }
 
+impl From<kiln_compiler::emit::EmitError> for Failure {
+    fn from(e: kiln_compiler::emit::EmitError) -> Failure {
+        Failure::Runtime(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

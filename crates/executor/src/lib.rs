@@ -159,18 +159,41 @@ impl App {
 }
 
 /// Runs the executor until SIGINT or SIGTERM.
-pub async fn run(opts: Options) -> Result<(), String> {
+/// Why the executor cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is accessible by group or others (mode {mode:o}); make it private (chmod go-rwx)", path.display())]
+    NotPrivate { path: PathBuf, mode: u32 },
+    #[error("{}: the operator token must be at least 16 characters", .0.display())]
+    ShortOperatorToken(PathBuf),
+    #[error("state database {}: {source}", path.display())]
+    State { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl Error {
+    fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub async fn run(opts: Options) -> Result<(), Error> {
     let secrets = secrets::Secrets::open(opts.secrets_dir.as_deref())?;
     let operator_token = match &opts.operator_token_file {
         Some(path) => {
             secrets::private(path)?;
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
             let token = text.trim().to_string();
             if token.len() < 16 {
-                return Err(format!(
-                    "{}: the operator token must be at least 16 characters",
-                    path.display()
-                ));
+                return Err(Error::ShortOperatorToken(path.clone()));
             }
             Some(token)
         }
@@ -219,12 +242,14 @@ pub async fn run(opts: Options) -> Result<(), String> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let listen = |source| Error::Listen {
+        addr: opts.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(listen)?;
     log(&format!(
         "listening on http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
+        listener.local_addr().map_err(listen)?
     ));
     axum::serve(listener, http::router(app))
         .with_graceful_shutdown(async {
@@ -236,5 +261,5 @@ pub async fn run(opts: Options) -> Result<(), String> {
             }
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(Error::Serve)
 }

@@ -10,28 +10,27 @@ pub struct Secrets {
 }
 
 /// A group or world permission bit makes a secret readable by others.
-pub fn private(path: &Path) -> Result<(), String> {
+pub fn private(path: &Path) -> Result<(), crate::Error> {
     let mode = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|source| crate::Error::io(path, source))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is accessible by group or others (mode {:o}); make it private (chmod go-rwx)",
-            path.display(),
-            mode & 0o777
-        ));
+        return Err(crate::Error::NotPrivate {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
     }
     Ok(())
 }
 
 impl Secrets {
     /// Checks the directory and every file in it.
-    pub fn open(dir: Option<&Path>) -> Result<Secrets, String> {
+    pub fn open(dir: Option<&Path>) -> Result<Secrets, crate::Error> {
         if let Some(dir) = dir {
             private(dir)?;
-            for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-                private(&entry.map_err(|e| e.to_string())?.path())?;
+            for entry in std::fs::read_dir(dir).map_err(|source| crate::Error::io(dir, source))? {
+                private(&entry.map_err(|source| crate::Error::io(dir, source))?.path())?;
             }
         }
         Ok(Secrets {

@@ -100,10 +100,13 @@ pub struct Store {
 const BATCH: usize = 512;
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Store, crate::Error> {
+        std::fs::create_dir_all(dir).map_err(|source| crate::Error::io(dir, source))?;
         let path = dir.join("kiln.db");
-        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let fail = |source: rusqlite::Error| crate::Error::State {
+            path: path.clone(),
+            source,
+        };
         let mut writer = open(&path).map_err(fail)?;
         writer.execute_batch(SCHEMA).map_err(fail)?;
         let reader = open(&path).map_err(fail)?;
@@ -112,7 +115,7 @@ impl Store {
         std::thread::Builder::new()
             .name("kiln-store".into())
             .spawn(move || write_loop(&mut writer, rx))
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| crate::Error::io(dir, source))?;
         Ok(Store {
             jobs,
             reader: Mutex::new(reader),

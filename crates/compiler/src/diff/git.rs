@@ -2,41 +2,68 @@
 //! the inputs and the IPAM locks under `out/`, straight from the tree.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 
 use crate::load::source::{InMemory, OUTSIDE};
 
+/// Why a revision could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{}: not in a git repository ({})", path.display(), source.message())]
+    NotARepository { path: PathBuf, source: git2::Error },
+    #[error("kiln diff needs a repository with a working tree")]
+    Bare,
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the repository is outside its git working tree")]
+    OutsideWorkTree,
+    #[error("unknown revision `{rev}`: {}", source.message())]
+    UnknownRevision { rev: String, source: git2::Error },
+    #[error("`{rev}` names no tree: {}", source.message())]
+    NoTree { rev: String, source: git2::Error },
+    #[error("`{prefix}` does not exist in `{rev}`")]
+    MissingPrefix { prefix: String, rev: String },
+    #[error("{path} in `{rev}`: {message}")]
+    Read { path: String, rev: String, message: String },
+}
+
 /// The files kiln reads from the kiln repository at `root` in revision `rev`.
-pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
-    let repo = Repository::discover(root)
-        .map_err(|e| format!("{}: not in a git repository ({})", root.display(), e.message()))?;
-    let workdir = repo
-        .workdir()
-        .ok_or("kiln diff needs a repository with a working tree")?;
-    let canonical = |p: &Path| p.canonicalize().map_err(|e| format!("{}: {e}", p.display()));
+pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, GitError> {
+    let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let workdir = repo.workdir().ok_or(GitError::Bare)?;
+    let canonical = |p: &Path| {
+        p.canonicalize().map_err(|source| GitError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     let prefix = canonical(root)?
         .strip_prefix(canonical(workdir)?)
-        .map_err(|_| "the repository is outside its git working tree".to_string())?
+        .map_err(|_| GitError::OutsideWorkTree)?
         .to_string_lossy()
         .replace(std::path::MAIN_SEPARATOR, "/");
-    let object = repo
-        .revparse_single(rev)
-        .map_err(|e| format!("unknown revision `{rev}`: {}", e.message()))?;
-    let tree = object
-        .peel_to_tree()
-        .map_err(|e| format!("`{rev}` names no tree: {}", e.message()))?;
+    let object = repo.revparse_single(rev).map_err(|source| GitError::UnknownRevision {
+        rev: rev.to_string(),
+        source,
+    })?;
+    let no_tree = |source| GitError::NoTree {
+        rev: rev.to_string(),
+        source,
+    };
+    let tree = object.peel_to_tree().map_err(no_tree)?;
     let tree = if prefix.is_empty() {
         tree
     } else {
-        let entry = tree
-            .get_path(Path::new(&prefix))
-            .map_err(|_| format!("`{prefix}` does not exist in `{rev}`"))?;
-        entry
-            .to_object(&repo)
-            .and_then(|o| o.peel_to_tree())
-            .map_err(|e| format!("`{prefix}` in `{rev}`: {}", e.message()))?
+        let entry = tree.get_path(Path::new(&prefix)).map_err(|_| GitError::MissingPrefix {
+            prefix: prefix.clone(),
+            rev: rev.to_string(),
+        })?;
+        entry.to_object(&repo).and_then(|o| o.peel_to_tree()).map_err(no_tree)?
     };
 
     let mut files = BTreeMap::new();
@@ -61,12 +88,21 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, String> {
                 TreeWalkResult::Ok
             }
             Err(e) => {
-                failure = Some(format!("{path} in `{rev}`: {}", e.message()));
+                failure = Some((path, e.message().to_string()));
                 TreeWalkResult::Abort
             }
         }
     })
-    .map_err(|e| failure.clone().unwrap_or_else(|| e.message().to_string()))?;
+    .map_err(|e| {
+        let (path, message) = failure
+            .take()
+            .unwrap_or_else(|| (String::new(), e.message().to_string()));
+        GitError::Read {
+            path,
+            rev: rev.to_string(),
+            message,
+        }
+    })?;
     // As in the working tree: a link that stays inside the repository reads
     // its target; one that leaves it (or names nothing) is refused.
     let mut refused = BTreeMap::new();

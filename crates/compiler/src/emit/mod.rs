@@ -77,9 +77,25 @@ fn injected_failure_after() -> Option<usize> {
     std::env::var("KILN_TEST_FAIL_AFTER_FILES").ok()?.parse().ok()
 }
 
+/// Why `out/` could not be written or compared.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("cannot write {}: {source}", out_dir.display())]
+    Write { out_dir: PathBuf, source: io::Error },
+    #[error("cannot read {} to compare it: {source}", out_dir.display())]
+    Check { out_dir: PathBuf, source: io::Error },
+}
+
 /// Writes `outputs` under `out_dir`. With `prune`, output directories that
 /// hold a `plan.json` but are no longer rendered are removed.
-pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<WriteReport> {
+pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> Result<WriteReport, EmitError> {
+    write_io(out_dir, outputs, prune).map_err(|source| EmitError::Write {
+        out_dir: out_dir.to_path_buf(),
+        source,
+    })
+}
+
+fn write_io(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<WriteReport> {
     fs::create_dir_all(out_dir)?;
     remove_leftover_staging(out_dir)?;
 
@@ -223,7 +239,14 @@ pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<
 
 /// Everything under `out_dir` that differs from a fresh render, as
 /// `<name>/<path>`; with `all`, outputs nothing renders any more count too.
-pub fn check(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<String>> {
+pub fn check(out_dir: &Path, outputs: &[Output], all: bool) -> Result<Vec<String>, EmitError> {
+    check_io(out_dir, outputs, all).map_err(|source| EmitError::Check {
+        out_dir: out_dir.to_path_buf(),
+        source,
+    })
+}
+
+fn check_io(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<String>> {
     let mut stale = Vec::new();
     for output in outputs {
         for path in stale_files(&out_dir.join(&output.name), &output.files)? {
