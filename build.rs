@@ -40,7 +40,7 @@ fn main() {
     entries.sort();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("starter.rs");
     let mut f = fs::File::create(out).unwrap();
-    writeln!(f, "pub const STARTER_FILES: &[(&str, &[u8])] = &[").unwrap();
+    writeln!(f, "const STARTER_FILES: &[(&str, &[u8])] = &[").unwrap();
     for (rel, file) in entries {
         writeln!(f, "    ({rel:?}, include_bytes!({:?})),", file.display().to_string()).unwrap();
     }

@@ -66,7 +66,12 @@ fn render_revision(session: &Session, rev: &str) -> Result<Vec<Output>, Failure>
     })
 }
 
-pub fn diff(session: &Session, args: DiffArgs, stdout: &mut dyn Write, is_terminal: bool) -> Result<i32, Failure> {
+pub(super) fn diff(
+    session: &Session,
+    args: DiffArgs,
+    stdout: &mut dyn Write,
+    is_terminal: bool,
+) -> Result<i32, Failure> {
     let base = args.base.as_str();
     let base_outputs = step(session.progress, "render", Some(base), || {
         render_revision(session, base)

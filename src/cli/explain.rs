@@ -21,7 +21,7 @@ pub struct ExplainArgs {
     pub values: ValueArgs,
 }
 
-pub fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let overrides = args.values.layers()?;
     let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);
     let (model, resolve_diags) = kiln_compiler::resolve::resolve(&repo);

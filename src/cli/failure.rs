@@ -60,7 +60,7 @@ impl From<std::io::Error> for Failure {
 
 /// Shows a command's result and returns its exit code. Input errors are
 /// JSON on stdout when the command was asked for JSON.
-pub fn report(
+pub(super) fn report(
     result: Result<i32, Failure>,
     repo: &Path,
     json_errors: bool,
@@ -103,7 +103,7 @@ fn errors(n: usize) -> String {
 }
 
 /// `1 output`, `2 outputs`.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
+pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -33,7 +33,7 @@ pub struct ValidateArgs {
     pub format: TextOrJson,
 }
 
-pub fn render(
+pub(super) fn render(
     session: &Session,
     args: RenderArgs,
     stdout: &mut dyn Write,
@@ -86,7 +86,7 @@ pub fn render(
     Ok(exit::OK)
 }
 
-pub fn validate(session: &Session, args: ValidateArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn validate(session: &Session, args: ValidateArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let started = Instant::now();
     let outputs = session.compile(args.names, &args.values)?;
     let files: usize = outputs.iter().map(|o| o.files.len()).sum();

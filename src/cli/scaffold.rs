@@ -109,7 +109,7 @@ fn write_new(repo: &Path, rel: &str, text: &str, stdout: &mut dyn Write) -> Resu
     Ok(exit::OK)
 }
 
-pub fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let (rel, text) = match what {
         NewCommand::Site {
             name,
@@ -311,7 +311,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
 }
 
 /// Writes the starter repository into `dir`, which must be empty or absent.
-pub fn init(dir: &Path, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn init(dir: &Path, stdout: &mut dyn Write) -> Result<i32, Failure> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(usage_error(format!(
             "{} is not empty; kiln init only writes into a new directory",

@@ -13,7 +13,7 @@ pub struct SchemaArgs {
     pub kind: Option<String>,
 }
 
-pub fn schema(args: SchemaArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn schema(args: SchemaArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let schema = match args.kind.as_deref() {
         Some(name) => match Kind::parse(name) {
             Some(kind) => kind.schema(),

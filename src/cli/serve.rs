@@ -38,7 +38,7 @@ pub struct ServeArgs {
     pub poll_ms: u64,
 }
 
-pub fn serve(args: ServeArgs) -> Result<i32, Failure> {
+pub(super) fn serve(args: ServeArgs) -> Result<i32, Failure> {
     let options = kiln_executor::Options {
         plan_dir: args.plan,
         state_dir: args.state,

@@ -16,7 +16,7 @@ use kiln_compiler::render::templates::Limits;
 use kiln_compiler::render::Options;
 use kiln_compiler::yaml::{parse_documents, Document};
 
-pub struct Session<'a> {
+pub(super) struct Session<'a> {
     pub repo: PathBuf,
     pub out_dir: PathBuf,
     pub progress: &'a dyn Progress,
@@ -26,7 +26,7 @@ pub struct Session<'a> {
 
 impl Session<'_> {
     /// Loads, resolves and renders the selected outputs in memory.
-    pub fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
+    pub(super) fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
         let overrides = values.layers()?;
         let options = Options {
             only: names,
@@ -45,7 +45,7 @@ impl Session<'_> {
 /// Where output goes: `--out` as given, or `<repo>/out`, which must not
 /// lead out of the repository (a committed `out` symlink would otherwise
 /// make kiln write, and read locks, wherever it points).
-pub fn out_dir(repo: &Path, explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+pub(super) fn out_dir(repo: &Path, explicit: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(out) = explicit {
         return Ok(out.to_path_buf());
     }

@@ -25,7 +25,7 @@ pub enum TableOrJson {
     Json,
 }
 
-pub fn run(args: StatusArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn run(args: StatusArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     status(
         &args.server,
         args.operator_token_file.as_deref(),
@@ -70,7 +70,12 @@ fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: Option<&str>) -> R
     serde_json::from_str(&text).map_err(|e| Failure::Runtime(format!("{url}: not the answer kiln expects: {e}")))
 }
 
-pub fn status(server: &str, token_file: Option<&Path>, json: bool, stdout: &mut dyn Write) -> Result<i32, Failure> {
+pub(super) fn status(
+    server: &str,
+    token_file: Option<&Path>,
+    json: bool,
+    stdout: &mut dyn Write,
+) -> Result<i32, Failure> {
     let token = operator_token(token_file)?;
     let list: MachineList = get_json(
         &format!("{}/v1/machines", server.trim_end_matches('/')),

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a copy of the example repo in a
 //! temporary directory and a way to run the real `kiln` binary on it.
+#![allow(unreachable_pub)] // shared by every test crate, each using a part
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

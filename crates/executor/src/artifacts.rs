@@ -19,7 +19,7 @@ type FileIdentity = (u64, u64, i64, i64);
 
 /// Digests already checked, by path, with the file identity they hold for.
 #[derive(Default)]
-pub struct Verified(Mutex<HashMap<PathBuf, (FileIdentity, String)>>);
+pub(crate) struct Verified(Mutex<HashMap<PathBuf, (FileIdentity, String)>>);
 
 fn identity(meta: &std::fs::Metadata) -> FileIdentity {
     (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec())
@@ -90,7 +90,7 @@ fn range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Serves `path` (as the plan names it) from `dir`.
-pub async fn serve(
+pub(crate) async fn serve(
     verified: &Verified,
     dir: Option<&Path>,
     path: &str,

@@ -23,9 +23,9 @@ use super::{artifacts, clock, log, secrets, store, App};
 use kiln_plan::{ErrorAnswer, Mac, MachineList};
 
 /// The OpenAPI document of these endpoints.
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
+pub(crate) const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/menu.ipxe", get(menu))
         .route("/boot/ipxe", get(boot))

@@ -24,7 +24,7 @@ pub struct Timing {
 }
 
 /// Changes made by a transaction, to publish once it has committed.
-pub type Events = Vec<Value>;
+pub(crate) type Events = Vec<Value>;
 
 /// Makes `machine` be in `state`, auditing and publishing the change.
 fn set_state(
@@ -56,7 +56,7 @@ fn set_state(
 
 /// Brings the machines table in line with a newly activated plan: new
 /// machines appear as `new`, a bumped generation starts over.
-pub fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     for m in &plan.machines {
         let generation = i64::from(m.generation);
         match machine_row(t, &m.name)? {
@@ -167,7 +167,7 @@ fn end_run(
 }
 
 /// What `/boot/ipxe` answers.
-pub enum Boot {
+pub(crate) enum Boot {
     /// Serve this step's script with this token.
     Step { step: StepName, token: String },
     /// Boot from the local disk.
@@ -175,7 +175,7 @@ pub enum Boot {
 }
 
 /// A token: 256 random bits, hex. Only its hash is stored.
-pub fn mint_token() -> String {
+pub(crate) fn mint_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
     kiln_plan::hex(&bytes)
@@ -183,7 +183,7 @@ pub fn mint_token() -> String {
 
 /// A machine PXE-boots: start or resume the run of its next step and mint
 /// a token, or send it to its disk when its generation is installed.
-pub fn boot(
+pub(crate) fn boot(
     t: &Connection,
     m: &PlannedMachine,
     timing: Timing,
@@ -257,7 +257,7 @@ pub fn boot(
 }
 
 /// An unknown MAC asked to boot.
-pub fn discovered(t: &Connection, mac: Mac, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn discovered(t: &Connection, mac: Mac, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let current = now();
     let seen: Option<i64> =
         query_row(t, "SELECT boots FROM discovered WHERE mac = ?1", [mac], |r| r.get(0)).optional()?;
@@ -283,13 +283,13 @@ pub fn discovered(t: &Connection, mac: Mac, digest: &str, events: &mut Events) -
 }
 
 /// The run a live token belongs to.
-pub struct LiveRun {
+pub(crate) struct LiveRun {
     pub id: i64,
     pub machine: String,
     pub step: StepName,
 }
 
-pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>> {
+pub(crate) fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>> {
     let current = now();
     query_row(
         t,
@@ -308,7 +308,12 @@ pub fn live_run(t: &Connection, token: &str) -> rusqlite::Result<Option<LiveRun>
 }
 
 /// The machine fetched its install file with a live token.
-pub fn install_fetched(t: &Connection, run: &LiveRun, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn install_fetched(
+    t: &Connection,
+    run: &LiveRun,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<()> {
     if run.step == StepName::Install {
         set_state(
             t,
@@ -325,7 +330,7 @@ pub fn install_fetched(t: &Connection, run: &LiveRun, digest: &str, events: &mut
 
 /// Stores a report; `postinstall_done`, `hardware_ok` or `failed` end the
 /// run. Returns the machine's state afterwards.
-pub fn report(
+pub(crate) fn report(
     t: &Connection,
     run: &LiveRun,
     snapshot: &Value,
@@ -381,7 +386,7 @@ pub fn report(
 }
 
 /// Fails every run whose deadline has passed without a report.
-pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     let expired: Vec<(i64, String)> = t
         .prepare_cached("SELECT id, machine FROM runs WHERE state = 'active' AND deadline <= ?1")?
         .query_map([now()], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -413,7 +418,7 @@ pub fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut Events) 
 }
 
 /// An operator asked (and confirmed) to install a machine again.
-pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     for (id,) in t
         .prepare_cached("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
         .query_map([machine], |r| Ok((r.get::<_, i64>(0)?,)))?
@@ -448,7 +453,7 @@ pub fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Eve
 }
 
 /// A machine's state, runs and last facts, for the operator API.
-pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result<Value> {
+pub(crate) fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result<Value> {
     let row = machine_row(conn, &m.name)?;
     let runs: Vec<Value> = conn
         .prepare_cached("SELECT id, generation, step, state, reason, started_at, deadline, ended_at FROM runs WHERE machine = ?1 ORDER BY id")?
@@ -483,7 +488,7 @@ pub fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result
     Ok(summary)
 }
 
-pub fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> MachineSummary {
+pub(crate) fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> MachineSummary {
     MachineSummary {
         name: m.name.clone(),
         mac: m.mac,

@@ -5,26 +5,26 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 /// A counter: name, help, value.
-pub struct Counter<'a>(pub &'a str, pub &'a str, pub u64);
+pub(crate) struct Counter<'a>(pub &'a str, pub &'a str, pub u64);
 
 /// A gauge: name, help, and a value per label set (`{state="new"}`).
-pub struct Gauge<'a>(pub &'a str, pub &'a str, pub Vec<(String, i64)>);
+pub(crate) struct Gauge<'a>(pub &'a str, pub &'a str, pub Vec<(String, i64)>);
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// (route, status) → requests.
     requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
 impl Metrics {
-    pub fn count(&self, route: &str, status: u16) {
+    pub(crate) fn count(&self, route: &str, status: u16) {
         if let Ok(mut r) = self.requests.lock() {
             *r.entry((route.to_string(), status)).or_default() += 1;
         }
     }
 
     /// The exposition text, with the request counters first.
-    pub fn render(&self, counters: &[Counter], gauges: &[Gauge]) -> String {
+    pub(crate) fn render(&self, counters: &[Counter], gauges: &[Gauge]) -> String {
         let mut out = String::from(
             "# HELP kiln_http_requests_total HTTP requests by route and status code.\n# TYPE kiln_http_requests_total counter\n",
         );

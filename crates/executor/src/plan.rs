@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kiln_plan::{sha256_hex, Mac, OutputKind, Plan, PlannedMachine, StepName, WorkflowStep, PLAN_FILE};
 
 /// A verified plan, held in memory.
-pub struct ActivePlan {
+pub(crate) struct ActivePlan {
     /// SHA-256 of `plan.json`: names the plan in audit records.
     pub digest: String,
     pub plan: Plan,
@@ -24,7 +24,7 @@ pub struct ActivePlan {
 impl ActivePlan {
     /// Reads `dir/plan.json` and every file it lists; refuses the plan when
     /// any file is missing or differs from the plan.
-    pub fn load(dir: &Path) -> Result<ActivePlan, String> {
+    pub(crate) fn load(dir: &Path) -> Result<ActivePlan, String> {
         let bytes =
             std::fs::read(dir.join(PLAN_FILE)).map_err(|e| format!("{}: {e}", dir.join(PLAN_FILE).display()))?;
         let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| format!("{PLAN_FILE} is not a kiln plan: {e}"))?;
@@ -68,20 +68,20 @@ impl ActivePlan {
         })
     }
 
-    pub fn machine_by_mac(&self, mac: &Mac) -> Option<&PlannedMachine> {
+    pub(crate) fn machine_by_mac(&self, mac: &Mac) -> Option<&PlannedMachine> {
         self.by_mac.get(mac).map(|i| &self.plan.machines[*i])
     }
 
-    pub fn machine(&self, name: &str) -> Option<&PlannedMachine> {
+    pub(crate) fn machine(&self, name: &str) -> Option<&PlannedMachine> {
         self.by_name.get(name).map(|i| &self.plan.machines[*i])
     }
 
-    pub fn file(&self, path: &str) -> Option<&Arc<[u8]>> {
+    pub(crate) fn file(&self, path: &str) -> Option<&Arc<[u8]>> {
         self.files.get(path)
     }
 }
 
 /// A machine's step by name.
-pub fn step(machine: &PlannedMachine, name: StepName) -> Option<&WorkflowStep> {
+pub(crate) fn step(machine: &PlannedMachine, name: StepName) -> Option<&WorkflowStep> {
     machine.steps.iter().find(|s| s.name == name)
 }

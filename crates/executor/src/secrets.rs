@@ -5,12 +5,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-pub struct Secrets {
+pub(crate) struct Secrets {
     dir: Option<PathBuf>,
 }
 
 /// A group or world permission bit makes a secret readable by others.
-pub fn private(path: &Path) -> Result<(), crate::Error> {
+pub(crate) fn private(path: &Path) -> Result<(), crate::Error> {
     let mode = std::fs::metadata(path)
         .map_err(|source| crate::Error::io(path, source))?
         .permissions()
@@ -26,7 +26,7 @@ pub fn private(path: &Path) -> Result<(), crate::Error> {
 
 impl Secrets {
     /// Checks the directory and every file in it.
-    pub fn open(dir: Option<&Path>) -> Result<Secrets, crate::Error> {
+    pub(crate) fn open(dir: Option<&Path>) -> Result<Secrets, crate::Error> {
         if let Some(dir) = dir {
             private(dir)?;
             for entry in std::fs::read_dir(dir).map_err(|source| crate::Error::io(dir, source))? {
@@ -61,7 +61,7 @@ use kiln_plan::placeholder::{SECRET_PREFIX as SECRET, SECRET_SUFFIX, SERVER, TOK
 
 /// Fills the runtime placeholders of a served file: the server URL, the
 /// run token and, when `secrets` are given, every secret.
-pub fn fill(content: &[u8], server: &str, token: &str, secrets: Option<&Secrets>) -> Result<Vec<u8>, String> {
+pub(crate) fn fill(content: &[u8], server: &str, token: &str, secrets: Option<&Secrets>) -> Result<Vec<u8>, String> {
     let text = String::from_utf8_lossy(content);
     let mut out = text.replace(SERVER, server).replace(TOKEN, token);
     let mut from = 0;

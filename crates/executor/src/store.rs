@@ -90,7 +90,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 type Job = Box<dyn FnOnce(&mut Transaction) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
 
 /// Handle to the state database.
-pub struct Store {
+pub(crate) struct Store {
     jobs: mpsc::Sender<Job>,
     reader: Mutex<Connection>,
     pub events: broadcast::Sender<Value>,
@@ -100,7 +100,7 @@ pub struct Store {
 const BATCH: usize = 512;
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, crate::Error> {
+    pub(crate) fn open(dir: &Path) -> Result<Store, crate::Error> {
         std::fs::create_dir_all(dir).map_err(|source| crate::Error::io(dir, source))?;
         let path = dir.join("kiln.db");
         let fail = |source: rusqlite::Error| crate::Error::State {
@@ -124,7 +124,7 @@ impl Store {
     }
 
     /// Runs `change` in the writer's transaction; resolves after commit.
-    pub async fn write<T, F>(&self, change: F) -> Result<T, String>
+    pub(crate) async fn write<T, F>(&self, change: F) -> Result<T, String>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -158,7 +158,7 @@ impl Store {
     }
 
     /// Runs a read-only query on the reader connection.
-    pub fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
+    pub(crate) fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
         let conn = self.reader.lock().map_err(|_| "state reader poisoned".to_string())?;
         query(&conn).map_err(|e| e.to_string())
     }
@@ -198,12 +198,12 @@ fn write_loop(conn: &mut Connection, jobs: mpsc::Receiver<Job>) {
 
 /// Runs a statement, compiled once per connection and then reused: the
 /// same few statements run for every request.
-pub fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+pub(crate) fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
     c.prepare_cached(sql)?.execute(params)
 }
 
 /// Queries one row with a cached statement.
-pub fn row<T, P: rusqlite::Params>(
+pub(crate) fn row<T, P: rusqlite::Params>(
     c: &Connection,
     sql: &str,
     params: P,
@@ -213,7 +213,7 @@ pub fn row<T, P: rusqlite::Params>(
 }
 
 /// Appends an audit record.
-pub fn audit(
+pub(crate) fn audit(
     t: &Connection,
     actor: &str,
     action: &str,
@@ -230,7 +230,12 @@ pub fn audit(
 }
 
 /// The audit log, oldest first, after record `since`.
-pub fn audit_log(conn: &Connection, since: i64, machine: Option<&str>, limit: i64) -> rusqlite::Result<Vec<Value>> {
+pub(crate) fn audit_log(
+    conn: &Connection,
+    since: i64,
+    machine: Option<&str>,
+    limit: i64,
+) -> rusqlite::Result<Vec<Value>> {
     let mut stmt = conn.prepare(
         "SELECT id, at, actor, action, machine, detail, plan_digest FROM audit
          WHERE id > ?1 AND (?2 IS NULL OR machine = ?2) ORDER BY id LIMIT ?3",
@@ -252,7 +257,7 @@ pub fn audit_log(conn: &Connection, since: i64, machine: Option<&str>, limit: i6
 
 /// A machine's row, if the executor has seen it.
 #[derive(Clone, Debug)]
-pub struct MachineRow {
+pub(crate) struct MachineRow {
     pub generation: i64,
     pub state: MachineState,
     pub installed_generation: Option<i64>,
@@ -260,7 +265,7 @@ pub struct MachineRow {
     pub last_seen: Option<i64>,
 }
 
-pub fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
+pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
     row(
         conn,
         "SELECT generation, state, installed_generation, commissioned_generation, last_seen FROM machines WHERE name = ?1",

@@ -48,7 +48,7 @@ fn documents(text: &str) -> Option<Vec<(String, Value)>> {
 }
 
 /// The documents of a YAML file that was added or removed as a whole.
-pub fn yaml_documents(text: &str, status: &'static str) -> Vec<ResourceDiff> {
+pub(super) fn yaml_documents(text: &str, status: &'static str) -> Vec<ResourceDiff> {
     documents(text)
         .unwrap_or_default()
         .into_iter()
@@ -62,7 +62,7 @@ pub fn yaml_documents(text: &str, status: &'static str) -> Vec<ResourceDiff> {
 
 /// The semantic differences between two YAML texts; `None` when either is
 /// not YAML (then only a text diff applies).
-pub fn yaml_diff(old: &str, new: &str) -> Option<Vec<ResourceDiff>> {
+pub(super) fn yaml_diff(old: &str, new: &str) -> Option<Vec<ResourceDiff>> {
     let (old, new) = (documents(old)?, documents(new)?);
     let mut out = Vec::new();
     for (id, before) in &old {
@@ -96,7 +96,7 @@ pub fn yaml_diff(old: &str, new: &str) -> Option<Vec<ResourceDiff>> {
 }
 
 /// Compares JSON documents, ignoring `skip` top-level keys.
-pub fn json_diff(old: &Value, new: &Value, skip: &[&str]) -> Vec<PathChange> {
+pub(super) fn json_diff(old: &Value, new: &Value, skip: &[&str]) -> Vec<PathChange> {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Value::Object(map) = &mut v {

@@ -6,7 +6,7 @@
 
 pub mod kinds;
 mod schema;
-pub mod source;
+pub(crate) mod source;
 pub mod values;
 
 use std::collections::BTreeMap;

@@ -12,12 +12,12 @@ use crate::diag::Diagnostic;
 use crate::yaml::Document;
 
 /// One compiled validator per kind, built once per run.
-pub struct Validators {
+pub(super) struct Validators {
     by_kind: HashMap<Kind, (Value, Validator)>,
 }
 
 impl Validators {
-    pub fn new() -> Validators {
+    pub(super) fn new() -> Validators {
         let by_kind = Kind::ALL
             .into_iter()
             .map(|kind| {
@@ -30,7 +30,7 @@ impl Validators {
     }
 
     /// Checks one document; every problem is reported, each at its node.
-    pub fn check(&self, kind: Kind, file: &str, doc: &Document) -> Result<(), Vec<Diagnostic>> {
+    pub(super) fn check(&self, kind: Kind, file: &str, doc: &Document) -> Result<(), Vec<Diagnostic>> {
         let found = doc.value.get("kind").and_then(Value::as_str);
         if doc.value.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
             return Err(vec![Diagnostic::new(

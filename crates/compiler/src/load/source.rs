@@ -19,7 +19,7 @@ pub enum Entry {
 }
 
 /// Why a symlink that leads out of the repository is not read.
-pub const OUTSIDE: &str = "is a symlink to a path outside the repository; kiln reads nothing outside it";
+pub(crate) const OUTSIDE: &str = "is a symlink to a path outside the repository; kiln reads nothing outside it";
 
 /// A read-only view of a kiln repository.
 pub trait Source: Sync {
@@ -31,7 +31,7 @@ pub trait Source: Sync {
 }
 
 /// The repository on disk at `root`, with its output under `out_dir`.
-pub struct Worktree {
+pub(crate) struct Worktree {
     pub root: PathBuf,
     pub out_dir: PathBuf,
 }

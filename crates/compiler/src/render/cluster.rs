@@ -38,7 +38,7 @@ fn is_template(path: &str) -> bool {
 }
 
 /// The files a cluster's output depends on besides its own document.
-pub fn template_files<'a>(cx: &Context<'a>, provider: &str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn template_files<'a>(cx: &Context<'a>, provider: &str) -> Vec<(&'a str, &'a str)> {
     let mut files = Vec::new();
     for (dir, _) in template_dirs(provider) {
         for (path, text) in cx.repo.files_under(&dir) {
@@ -58,7 +58,7 @@ struct Resource {
     source: String,
 }
 
-pub fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagnostics> {
+pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagnostics> {
     let input = model.input;
     let cluster = &input.object;
     let name = cluster.name();
@@ -167,7 +167,7 @@ fn describe(resource: &Value) -> String {
 
 /// Parses a template's output into resources; each must be a mapping with
 /// `kind` and `metadata.name`.
-pub fn parse_resources(template: &str, text: &str, subject: &str) -> Result<Vec<Value>, Diagnostic> {
+pub(crate) fn parse_resources(template: &str, text: &str, subject: &str) -> Result<Vec<Value>, Diagnostic> {
     let docs = parse_values(text).map_err(|e| {
         Diagnostic::new(
             template,

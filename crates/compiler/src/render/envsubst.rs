@@ -12,7 +12,7 @@ use super::templates::offset_pos;
 
 /// Substitutes every variable in `text`; an unset variable without a
 /// default is an error at its position.
-pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, (Pos, String)> {
+pub(crate) fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, (Pos, String)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -62,7 +62,7 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
 
 /// Every scalar in `values` as a variable: camelCase path segments become
 /// SCREAMING_SNAKE joined by `_` (`gcp.network.name` → `GCP_NETWORK_NAME`).
-pub fn flatten_values(values: &Map<String, Value>, vars: &mut BTreeMap<String, String>) {
+pub(crate) fn flatten_values(values: &Map<String, Value>, vars: &mut BTreeMap<String, String>) {
     fn walk(prefix: &str, value: &Value, vars: &mut BTreeMap<String, String>) {
         match value {
             Value::Object(map) => {

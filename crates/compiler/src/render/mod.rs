@@ -1,11 +1,11 @@
 //! Stage 4, render: every selected output rendered in memory, in parallel,
 //! from templates compiled once. Nothing is written here (see `emit`).
 
-pub mod cluster;
-pub mod envsubst;
-pub mod patch;
+pub(crate) mod cluster;
+pub(crate) mod envsubst;
+pub(crate) mod patch;
 pub mod settings;
-pub mod site;
+pub(crate) mod site;
 pub mod templates;
 
 use std::collections::BTreeMap;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::load::kinds::{Patch, PatchOp, PatchOpKind};
 
 /// Merges `patch` into `target`.
-pub fn merge(target: &mut Value, patch: &Value) {
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => merge_map(t, p),
         (Value::Array(t), Value::Array(p)) if is_named_list(t) && is_named_list(p) => {
@@ -55,7 +55,7 @@ fn is_named_list(items: &[Value]) -> bool {
 }
 
 /// Applies RFC 6902 operations in order; the error names the failing one.
-pub fn apply_ops(target: &mut Value, ops: &[PatchOp]) -> Result<(), (usize, String)> {
+pub(crate) fn apply_ops(target: &mut Value, ops: &[PatchOp]) -> Result<(), (usize, String)> {
     for (i, op) in ops.iter().enumerate() {
         apply_op(target, op).map_err(|e| (i, e))?;
     }
@@ -162,7 +162,7 @@ fn index(segment: &str, len: usize) -> Result<usize, String> {
 }
 
 /// Whether `resource` is one of `patch`'s targets.
-pub fn targets(patch: &Patch, resource: &Value) -> bool {
+pub(crate) fn targets(patch: &Patch, resource: &Value) -> bool {
     resource["kind"].as_str() == Some(patch.target.kind.as_str())
         && patch
             .target

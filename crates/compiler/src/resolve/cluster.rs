@@ -31,7 +31,7 @@ impl ClusterModel<'_> {
 
 /// The model of every cluster whose references resolve; `super::check`
 /// reports the others. Problems in provider values files are reported here.
-pub fn clusters(repo: &Repo) -> (Vec<ClusterModel<'_>>, Diagnostics) {
+pub(crate) fn clusters(repo: &Repo) -> (Vec<ClusterModel<'_>>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut providers: BTreeMap<&str, ValuesFile> = BTreeMap::new();
     for (path, text) in repo.files_under("clusters/") {

@@ -87,7 +87,7 @@ impl IpamLock {
 }
 
 /// One network of a site as IPAM sees it.
-pub struct Pool<'a> {
+pub(crate) struct Pool<'a> {
     pub name: &'a str,
     pub net: Ipv4Net,
     pub pool: Option<IpRange>,
@@ -98,7 +98,7 @@ pub struct Pool<'a> {
 }
 
 /// An interface asking for an address.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub machine: &'a str,
     pub mac: &'a str,
     pub network: &'a str,
@@ -109,7 +109,7 @@ pub struct Request<'a> {
 
 /// Gives every request an address: its fixed one, the one in the lock, or
 /// the lowest free one in its pool. Returns the new allocations, sorted.
-pub fn allocate(pools: &[Pool], requests: &[Request], lock: &IpamLock) -> Result<Vec<Allocation>, Diagnostics> {
+pub(crate) fn allocate(pools: &[Pool], requests: &[Request], lock: &IpamLock) -> Result<Vec<Allocation>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let locked: BTreeMap<(&str, &str), Ipv4Addr> = lock
         .allocations

@@ -4,10 +4,10 @@
 //! machine's addresses assigned (`site`, `ipam`), and each cluster a
 //! `ClusterModel` holding what it refers to (`cluster`).
 
-pub mod cluster;
-pub mod ipam;
+pub(crate) mod cluster;
+pub(crate) mod ipam;
 pub mod net;
-pub mod site;
+pub(crate) mod site;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -71,7 +71,7 @@ impl SiteModel<'_> {
 
 /// Builds the model of every site that has networks or machines. Sites
 /// that only hold clusters have none.
-pub fn sites(repo: &Repo) -> (Vec<SiteModel<'_>>, Diagnostics) {
+pub(crate) fn sites(repo: &Repo) -> (Vec<SiteModel<'_>>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let blueprints: BTreeMap<&str, &Input<Blueprint>> = repo.blueprints.iter().map(|b| (b.object.name(), b)).collect();
     let site_names: BTreeSet<&str> = repo.sites.iter().map(|s| s.object.name()).collect();

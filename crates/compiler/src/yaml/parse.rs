@@ -30,7 +30,7 @@ impl Pos {
 /// Where a node sits: the position of its value and, for a mapping entry,
 /// of its key.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Located {
+pub(super) struct Located {
     pub key: Option<Pos>,
     pub value: Pos,
 }

@@ -29,7 +29,7 @@ struct Reservation {
     network: usize,
 }
 
-pub fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> (String, String) {
+pub(super) fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> (String, String) {
     let set = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
     let explicit_tftp = set(&dhcp.tftp_server);
     let boot = Boot {

@@ -13,7 +13,7 @@ use crate::resolve::site::SiteModel;
 use kiln_plan::sha256_hex;
 
 /// A zone's name and content, without its serial yet.
-pub struct Zone {
+pub(super) struct Zone {
     pub name: String,
     /// Zone text with `{serial}` where the serial goes.
     template: String,
@@ -24,7 +24,7 @@ pub struct Zone {
 const SERIAL_SLOT: &str = "{serial}";
 
 impl Zone {
-    pub fn text(&self, serial: u32) -> String {
+    pub(super) fn text(&self, serial: u32) -> String {
         self.template.replace(SERIAL_SLOT, &serial.to_string())
     }
 }
@@ -62,7 +62,7 @@ fn zone(name: &str, soa: &Soa, records: &[Record]) -> Zone {
 }
 
 /// The forward zone and every reverse zone of a site.
-pub fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>) -> Vec<Zone> {
+pub(super) fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>) -> Vec<Zone> {
     let domain = site.domain.trim_end_matches('.');
     let ns_host = dns.nameserver.clone();
     let soa = Soa {

@@ -56,7 +56,7 @@ impl IntoJinja for Value {
     }
 }
 
-pub fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
+pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnostics> {
     let values = cx.site_values(site.input);
     let blueprints: BTreeMap<&str, &Input<Blueprint>> = site
         .machines
@@ -311,7 +311,7 @@ fn step_files(
 
 /// The name an install template's output is served under: the template's
 /// file name minus `.j2`.
-pub fn install_file_name(template: &str) -> String {
+pub(crate) fn install_file_name(template: &str) -> String {
     let file = template.rsplit('/').next().unwrap_or(template);
     file.strip_suffix(".j2").unwrap_or(file).to_string()
 }
