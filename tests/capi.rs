@@ -1,7 +1,7 @@
 //! Cluster API versions: clusters render at `cluster.x-k8s.io/v1beta2` (and
-//! CAPMOX `v1alpha2`) by default; `capi.apiVersion: v1beta1` (and
-//! `proxmox.apiVersion: v1alpha1`) keep what older management clusters
-//! serve, byte for byte. Both validate against the upstream schemas
+//! CAPMOX `v1alpha2`) by default; `capi.apiVersion: v1beta1` (and the
+//! Proxmox provider's `infrastructureApiVersion` at `v1alpha1`) keep what
+//! older management clusters serve, byte for byte. Both validate against the upstream schemas
 //! (`tests/schemas.rs` checks the committed v1beta2 output).
 
 mod common;
@@ -28,14 +28,91 @@ fn cluster_files(out: &std::path::Path) -> BTreeMap<String, String> {
 #[test]
 fn the_v1beta1_setting_keeps_the_old_bytes() {
     let repo = example_copy(false);
-    let run = kiln(
+    // CAPMOX's version is the Proxmox provider's own setting.
+    edit(
         repo.path(),
-        &["render", "--set", "capi.apiVersion=v1beta1", "--set", "proxmox.apiVersion=v1alpha1"],
+        "sites/lab/clusters/edge-proxmox.yaml",
+        "  values:\n",
+        "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
     );
+    edit(
+        repo.path(),
+        "sites/lab/clusters/edge-proxmox.yaml",
+        "    proxmox:\n",
+        "    proxmox:\n      providerIDInjection: false\n",
+    );
+    let run = kiln(repo.path(), &["render", "--set", "capi.apiVersion=v1beta1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let mut text = String::new();
     for (path, content) in cluster_files(&repo.path().join("out")) {
         text.push_str(&format!("--- {path}\n{content}"));
     }
     insta::assert_snapshot!("clusters-v1beta1", text);
+}
+
+/// An unknown version is an input error naming the setting, not a silent
+/// fallback.
+#[test]
+fn an_unknown_capi_version_is_an_input_error() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/eu/clusters/prod-aws.yaml",
+            "  values:\n",
+            "  values:\n    capi: {apiVersion: v1beta3}\n",
+        )
+    });
+    assert!(
+        err.contains("sites/eu/clusters/prod-aws.yaml:")
+            && err.contains("values.capi: unknown variant `v1beta3`, expected `v1beta2` or `v1beta1`"),
+        "{err}"
+    );
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "k")
+        .env("GIT_AUTHOR_EMAIL", "k@example.net")
+        .env("GIT_COMMITTER_NAME", "k")
+        .env("GIT_COMMITTER_EMAIL", "k@example.net")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "git {args:?}");
+}
+
+/// Moving a site from v1beta1 to v1beta2 reads, in review, as the version
+/// move and the reference changes of each resource.
+#[test]
+fn the_move_to_v1beta2_reads_per_resource_in_review() {
+    let repo = example_copy(false);
+    let r = repo.path();
+    let site = "sites/eu/site.yaml";
+    let v1beta2 = std::fs::read_to_string(r.join(site)).unwrap();
+    edit(r, site, "  values: {}", "  values:\n    capi: {apiVersion: v1beta1}");
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "v1beta1"]);
+    std::fs::write(r.join(site), v1beta2).unwrap();
+    let run = kiln(r, &["diff", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let diff: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut seen = 0;
+    for output in diff["outputs"].as_array().unwrap() {
+        for file in output["files"].as_array().unwrap() {
+            let path = file["path"].as_str().unwrap();
+            assert!(path.starts_with("cluster/"), "only the core kinds change: {path}");
+            let resource = &file["resources"][0];
+            let changes = resource["changes"].to_string();
+            assert!(
+                changes.contains("cluster.x-k8s.io/v1beta1") && changes.contains("cluster.x-k8s.io/v1beta2"),
+                "{path}: {changes}"
+            );
+            assert!(changes.contains("apiGroup"), "{path}: {changes}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 4, "{}", run.stdout);
 }

@@ -45,13 +45,13 @@ fn schema_path(doc: &Value, file: &str) -> Option<PathBuf> {
     (doc["version"] == "v1alpha1").then(|| dir.join("talos/config_v1.13.json"))
 }
 
-#[test]
-fn rendered_manifests_validate_against_upstream_schemas() {
-    let out = repo_root().join("out");
+/// Every YAML manifest under `out`, validated; returns how many were
+/// checked and every problem.
+fn validate_out(out: &Path) -> (usize, Vec<String>) {
     let mut validators: HashMap<PathBuf, jsonschema::Validator> = HashMap::new();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (rel, bytes) in tree(&out) {
+    for (rel, bytes) in tree(out) {
         if !(rel.ends_with(".yaml") || rel.ends_with(".yml")) || rel.ends_with("ipam.lock.yaml") {
             continue;
         }
@@ -77,6 +77,12 @@ fn rendered_manifests_validate_against_upstream_schemas() {
             checked += 1;
         }
     }
+    (checked, failures)
+}
+
+#[test]
+fn rendered_manifests_validate_against_upstream_schemas() {
+    let (checked, failures) = validate_out(&repo_root().join("out"));
     assert!(checked > 50, "only {checked} manifests found under out/");
     assert!(
         failures.is_empty(),
@@ -84,6 +90,27 @@ fn rendered_manifests_validate_against_upstream_schemas() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The settings for older management clusters (CAPI v1beta1, CAPMOX
+/// v1alpha1) render what those versions' schemas accept.
+#[test]
+fn older_api_versions_validate_too() {
+    let repo = example_copy(false);
+    edit(
+        repo.path(),
+        "sites/lab/clusters/edge-proxmox.yaml",
+        "  values:\n",
+        "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
+    );
+    let run = kiln(repo.path(), &["render", "--set", "capi.apiVersion=v1beta1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = repo.path().join("out");
+    let text = tree(&out.join("prod-aws")).into_values().map(|b| String::from_utf8(b).unwrap()).collect::<String>();
+    assert!(text.contains("apiVersion: cluster.x-k8s.io/v1beta1"), "{text}");
+    let (checked, failures) = validate_out(&out);
+    assert!(checked > 50, "only {checked} manifests");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

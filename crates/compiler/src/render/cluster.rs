@@ -65,8 +65,9 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
     let spec = &cluster.spec;
     let subject = format!("cluster {name}");
     let values = cx.cluster_values(model);
-    let defaults: ClusterDefaults =
-        settings::read(&values, "clusterDefaults").map_err(|e| Diagnostics::from(input.error("/spec", true, e)))?;
+    let setting_error = |e: String| Diagnostics::from(input.error("/spec", true, e));
+    let defaults: ClusterDefaults = settings::read(&values, "clusterDefaults").map_err(setting_error)?;
+    let capi: settings::Capi = settings::read(&values, "capi").map_err(setting_error)?;
     let pool = |p: &Option<NodePool>, default: &Pool| {
         let p = p.as_ref();
         json!({
@@ -85,6 +86,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         "controlPlane": pool(&spec.control_plane, &defaults.control_plane),
         "workers": pool(&spec.workers, &defaults.workers),
         "recipes": spec.recipes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "capiVersion": capi.api_version.as_str(),
     });
     let context = json!({"cluster": info, "site": {"name": input.site_dir()}, "values": values});
 

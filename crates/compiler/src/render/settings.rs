@@ -55,6 +55,33 @@ impl Dns {
     }
 }
 
+/// `values.capi`: which Cluster API version the core kinds are rendered at.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Capi {
+    pub(crate) api_version: CapiVersion,
+}
+
+/// The Cluster API versions kiln renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub(crate) enum CapiVersion {
+    /// CAPI v1.11 and later (the storage version since v1.11).
+    #[serde(rename = "v1beta2")]
+    V1beta2,
+    /// Management clusters older than CAPI v1.11; unserved from v1.16.
+    #[serde(rename = "v1beta1")]
+    V1beta1,
+}
+
+impl CapiVersion {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CapiVersion::V1beta2 => "v1beta2",
+            CapiVersion::V1beta1 => "v1beta1",
+        }
+    }
+}
+
 /// `values.clusterDefaults`: what a Cluster gets for fields it leaves out.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
