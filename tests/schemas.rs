@@ -106,7 +106,10 @@ fn older_api_versions_validate_too() {
     let run = kiln(repo.path(), &["render", "--set", "capi.apiVersion=v1beta1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = repo.path().join("out");
-    let text = tree(&out.join("prod-aws")).into_values().map(|b| String::from_utf8(b).unwrap()).collect::<String>();
+    let text = tree(&out.join("prod-aws"))
+        .into_values()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect::<String>();
     assert!(text.contains("apiVersion: cluster.x-k8s.io/v1beta1"), "{text}");
     let (checked, failures) = validate_out(&out);
     assert!(checked > 50, "only {checked} manifests");

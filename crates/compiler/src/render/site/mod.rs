@@ -2,6 +2,7 @@
 //! machine's boot scripts and install files from its blueprint, DHCP
 //! configs, DNS zones, the IPAM lock and the machines of the plan.
 
+mod addresses;
 mod dhcp;
 mod dns;
 
@@ -64,17 +65,29 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         .flat_map(|m| m.commission.into_iter().chain([m.blueprint]))
         .map(|b| (b.object.name(), b))
         .collect();
+    let merged: BTreeMap<&str, Map<String, Value>> = blueprints
+        .into_iter()
+        .map(|(name, b)| (name, merge(&cx.machine_layers(site.input, None, b))))
+        .collect();
+    let mut conflicts: Vec<(String, String)> = addresses::conflicts(site, &values);
+    for values in merged.values() {
+        conflicts.extend(addresses::conflicts(site, values));
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    let conflicts: Diagnostics = Diagnostics(
+        conflicts
+            .into_iter()
+            .map(|(path, message)| site.input.error(&format!("/spec/values/{path}"), false, message))
+            .collect(),
+    );
+    conflicts.finish(())?;
     let shared = Shared {
         cx,
         site,
-        values: blueprints
+        values: merged
             .into_iter()
-            .map(|(name, b)| {
-                (
-                    name,
-                    Value::Object(merge(&cx.machine_layers(site.input, None, b))).into_jinja(),
-                )
-            })
+            .map(|(name, values)| (name, Value::Object(values).into_jinja()))
             .collect(),
     };
     let (results, infrastructure) = rayon::join(

@@ -1,0 +1,62 @@
+//! Addresses a site's values name for things that are not machines (a
+//! control plane endpoint, a VIP) must stay out of the ranges kiln and the
+//! DHCP servers hand out, or one day a machine is given one of them.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{Map, Value};
+
+use crate::resolve::site::SiteModel;
+
+/// Reads the address out of a value's text.
+type HostOf = fn(&str) -> Option<&str>;
+
+/// Values that hold such an address, as dotted paths, and how to read the
+/// address from each.
+const ADDRESSES: &[(&str, HostOf)] = &[("talos.endpoint", url_host), ("talos.vip", itself)];
+
+fn itself(text: &str) -> Option<&str> {
+    Some(text)
+}
+
+/// The host of an `https://host:port/...` URL.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split(['/', '?']).next()?;
+    Some(host.rsplit_once(':').map_or(host, |(h, _)| h))
+}
+
+/// Every address in `values` that lies in a pool or DHCP range of `site`:
+/// the values path (with `/` separators) and the problem.
+pub(super) fn conflicts(site: &SiteModel, values: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (path, host_of) in ADDRESSES {
+        let Some(text) = lookup(values, path).and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(ip) = host_of(text).and_then(|h| h.parse::<Ipv4Addr>().ok()) else {
+            continue;
+        };
+        for n in &site.networks {
+            let ranges = [("IPAM pool", n.pool.as_ref()), ("dhcpRange", n.dhcp_range.as_ref())];
+            for (what, range) in ranges {
+                if let Some(range) = range.filter(|r| r.contains(ip)) {
+                    found.push((
+                        path.replace('.', "/"),
+                        format!(
+                            "values.{path}: {ip} is inside the {what} {range} of network `{}`; choose an address outside the pool and the DHCP range",
+                            n.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn lookup<'a>(values: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let first = values.get(parts.next()?)?;
+    parts.try_fold(first, |v, part| v.get(part))
+}
