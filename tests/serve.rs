@@ -687,3 +687,29 @@ fn a_missing_machine_row_does_not_stop_the_state_store() {
     assert_eq!(report(&s, &token, r#"{"hardware_ok": true}"#).status, 200);
     assert_eq!(state(&s, "m2"), "commissioned");
 }
+
+/// A machine that fetched its install file and PXE-boots again before it
+/// reports (a Talos node without a report pod, Windows rebooting into its
+/// second setup phase) boots its disk: it is not installed over again,
+/// even once its run has timed out, until an operator asks for it.
+#[test]
+fn a_machine_that_fetched_its_install_file_is_not_reinstalled() {
+    let site = Site::new();
+    let s = site.serve(&["--run-timeout", "2"]);
+    let token = boot_token(&s, M1);
+    assert_eq!(get(&s, &format!("/install/{token}/install.sh")).status, 200);
+    assert_eq!(state(&s, "m1"), "installing");
+    let again = get(&s, &format!("/boot/ipxe?mac={M1}")).text();
+    assert!(again.contains("sanboot") && !again.contains("/install/"), "{again}");
+    assert_eq!(state(&s, "m1"), "installing");
+    // The run times out for want of a report: still no reinstall.
+    wait_for("the run to time out", Duration::from_secs(15), || {
+        state(&s, "m1") == "failed"
+    });
+    let after = get(&s, &format!("/boot/ipxe?mac={M1}")).text();
+    assert!(after.contains("sanboot") && !after.contains("/install/"), "{after}");
+    // Before the install file is fetched, a repeated boot resumes the run.
+    let t2 = boot_token(&s, M2);
+    assert!(!t2.is_empty());
+    assert!(get(&s, &format!("/boot/ipxe?mac={M2}")).text().contains("/install/"));
+}

@@ -188,8 +188,12 @@ async fn boot(
     })
     .await?
     {
-        Boot::LocalDisk => Ok(local_disk(&format!(
+        Boot::Installed => Ok(local_disk(&format!(
             "{} generation {} is installed",
+            machine.name, machine.generation
+        ))),
+        Boot::Fetched => Ok(local_disk(&format!(
+            "{} generation {} fetched its install file; reprovision it to install again",
             machine.name, machine.generation
         ))),
         Boot::Step { step: name, token } => {

@@ -170,8 +170,12 @@ fn end_run(
 pub(crate) enum Boot {
     /// Serve this step's script with this token.
     Step { step: StepName, token: String },
-    /// Boot from the local disk.
-    LocalDisk,
+    /// Boot from the local disk: the generation is installed.
+    Installed,
+    /// Boot from the local disk: the install file was fetched and the
+    /// machine booted again before it reported (an installer's reboot).
+    /// Only an operator's reprovision installs it again.
+    Fetched,
 }
 
 /// A token: 256 random bits, hex. Only its hash is stored.
@@ -206,7 +210,10 @@ pub(crate) fn boot(
         params![m.name, now()],
     )?;
     if row.installed_generation == Some(generation) {
-        return Ok(Boot::LocalDisk);
+        return Ok(Boot::Installed);
+    }
+    if row.fetched_generation == Some(generation) {
+        return Ok(Boot::Fetched);
     }
     let step =
         if m.steps.iter().any(|s| s.name == StepName::Commission) && row.commissioned_generation != Some(generation) {
@@ -315,6 +322,11 @@ pub(crate) fn install_fetched(
     events: &mut Events,
 ) -> rusqlite::Result<()> {
     if run.step == StepName::Install {
+        exec(
+            t,
+            "UPDATE machines SET fetched_generation = generation WHERE name = ?1",
+            [&run.machine],
+        )?;
         set_state(
             t,
             &run.machine,
@@ -437,7 +449,7 @@ pub(crate) fn reprovision(t: &Connection, machine: &str, digest: &str, events: &
     }
     exec(
         t,
-        "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL WHERE name = ?1",
+        "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL, fetched_generation = NULL WHERE name = ?1",
         [machine],
     )?;
     audit(t, "operator", "reprovision", Some(machine), json!({}), digest)?;

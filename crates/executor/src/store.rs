@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS machines (
     state TEXT NOT NULL,
     installed_generation INTEGER,
     commissioned_generation INTEGER,
+    fetched_generation INTEGER,
     last_seen INTEGER,
     updated_at INTEGER NOT NULL
 );
@@ -109,6 +110,7 @@ impl Store {
         };
         let mut writer = open(&path).map_err(fail)?;
         writer.execute_batch(SCHEMA).map_err(fail)?;
+        migrate(&writer).map_err(fail)?;
         let reader = open(&path).map_err(fail)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let (events, _) = broadcast::channel(4096);
@@ -162,6 +164,18 @@ impl Store {
         let conn = self.reader.lock().map_err(|_| "state reader poisoned".to_string())?;
         query(&conn).map_err(|e| e.to_string())
     }
+}
+
+/// Brings a state database made by an older kiln up to this schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('machines')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !columns.iter().any(|c| c == "fetched_generation") {
+        conn.execute_batch("ALTER TABLE machines ADD COLUMN fetched_generation INTEGER")?;
+    }
+    Ok(())
 }
 
 fn write_loop(conn: &mut Connection, jobs: mpsc::Receiver<Job>) {
@@ -262,13 +276,15 @@ pub(crate) struct MachineRow {
     pub state: MachineState,
     pub installed_generation: Option<i64>,
     pub commissioned_generation: Option<i64>,
+    /// The generation whose install file the machine has fetched.
+    pub fetched_generation: Option<i64>,
     pub last_seen: Option<i64>,
 }
 
 pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
     row(
         conn,
-        "SELECT generation, state, installed_generation, commissioned_generation, last_seen FROM machines WHERE name = ?1",
+        "SELECT generation, state, installed_generation, commissioned_generation, last_seen, fetched_generation FROM machines WHERE name = ?1",
         [name],
         |r| {
             Ok(MachineRow {
@@ -277,6 +293,7 @@ pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Opt
                 installed_generation: r.get(2)?,
                 commissioned_generation: r.get(3)?,
                 last_seen: r.get(4)?,
+                fetched_generation: r.get(5)?,
             })
         },
     )
