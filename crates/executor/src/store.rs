@@ -304,6 +304,26 @@ pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Opt
 mod panic_tests {
     use super::Store;
 
+    /// A state database made before `fetched_generation` existed opens, and
+    /// keeps its machines.
+    #[test]
+    fn an_older_state_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = rusqlite::Connection::open(dir.path().join("kiln.db")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE machines (name TEXT PRIMARY KEY, mac TEXT NOT NULL, generation INTEGER NOT NULL,
+             state TEXT NOT NULL, installed_generation INTEGER, commissioned_generation INTEGER,
+             last_seen INTEGER, updated_at INTEGER NOT NULL);
+             INSERT INTO machines VALUES ('m1', '52:54:00:00:00:01', 1, 'installed', 1, NULL, NULL, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let store = Store::open(dir.path()).unwrap();
+        let row = store.read(|c| super::machine_row(c, "m1")).unwrap().unwrap();
+        assert_eq!(row.installed_generation, Some(1));
+        assert_eq!(row.fetched_generation, None);
+    }
+
     /// A job that panics is undone and answered with an error; the writer
     /// thread goes on taking changes.
     #[test]
