@@ -70,3 +70,166 @@ fn lab_talos_configs_carry_the_generators_defaults() {
     let docs = kiln_compiler::yaml::parse_documents(&worker).unwrap();
     assert!(!docs.iter().any(|d| d.value["kind"] == "Layer2VIPConfig"));
 }
+
+fn docs_of(text: &str) -> Vec<serde_json::Value> {
+    kiln_compiler::yaml::parse_documents(text)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+/// The controller of the Flux instance that serves an API group.
+fn controller_for(api_version: &str) -> Option<&'static str> {
+    let group = api_version.split('/').next()?;
+    match group {
+        "source.toolkit.fluxcd.io" => Some("source-controller"),
+        "helm.toolkit.fluxcd.io" => Some("helm-controller"),
+        "kustomize.toolkit.fluxcd.io" => Some("kustomize-controller"),
+        "notification.toolkit.fluxcd.io" => Some("notification-controller"),
+        _ => None,
+    }
+}
+
+/// Recipes are Flux objects applied to the workload cluster: every cluster
+/// installs Flux there first (flux-operator and a FluxInstance, from the
+/// management cluster), with every controller its recipes need, and every
+/// recipe waits for it.
+#[test]
+fn recipes_wait_for_a_flux_in_the_workload_cluster_that_serves_them() {
+    let out = repo_root().join("out");
+    for cluster in ["analytics-gcp", "edge-proxmox", "prod-aws", "web-azure"] {
+        let files = tree(&out.join(cluster));
+        let text = |path: &str| {
+            String::from_utf8(
+                files
+                    .get(path)
+                    .unwrap_or_else(|| panic!("{cluster}: no {path}"))
+                    .clone(),
+            )
+            .unwrap()
+        };
+        let operator = &docs_of(&text("addons/flux-operator/helmrelease.yaml"))[0];
+        let instance = &docs_of(&text("addons/flux/helmrelease.yaml"))[0];
+        for release in [operator, instance] {
+            assert_eq!(
+                release["spec"]["kubeConfig"]["secretRef"]["name"],
+                format!("{cluster}-kubeconfig")
+            );
+            assert_eq!(release["spec"]["targetNamespace"], "flux-system");
+        }
+        assert_eq!(
+            instance["spec"]["dependsOn"][0]["name"],
+            format!("{cluster}-flux-operator")
+        );
+        let components: Vec<String> = instance["spec"]["values"]["instance"]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let gate = &docs_of(&text("recipes/_addons-ready.yaml"))[0];
+        let checked: Vec<&str> = gate["spec"]["healthChecks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            checked.contains(&format!("{cluster}-flux").as_str()),
+            "{cluster}: {checked:?}"
+        );
+        assert!(
+            checked.contains(&format!("{cluster}-cilium").as_str()),
+            "{cluster}: {checked:?}"
+        );
+
+        // Every recipe reaches the gate through its dependsOn, and every
+        // Flux kind in its bundle has its controller in the workload cluster.
+        let recipes: std::collections::BTreeMap<String, serde_json::Value> = files
+            .iter()
+            .filter(|(p, _)| {
+                p.starts_with("recipes/") && !p.starts_with("recipes/_") && !p.ends_with("kustomization.yaml")
+            })
+            .map(|(_, b)| {
+                let k = docs_of(std::str::from_utf8(b).unwrap()).remove(0);
+                (k["metadata"]["name"].as_str().unwrap().to_string(), k)
+            })
+            .collect();
+        assert!(!recipes.is_empty());
+        for (name, k) in &recipes {
+            let mut at = name.clone();
+            let mut hops = 0;
+            while at != format!("{cluster}-addons-ready") {
+                at = recipes[&at]["spec"]["dependsOn"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                hops += 1;
+                assert!(hops < 10, "{name} never reaches the gate");
+            }
+            let bundle = k["spec"]["path"].as_str().unwrap().trim_start_matches("./");
+            for (path, bytes) in tree(&repo_root().join(bundle)) {
+                for doc in docs_of(std::str::from_utf8(&bytes).unwrap()) {
+                    let Some(api) = doc["apiVersion"].as_str() else {
+                        continue;
+                    };
+                    if let Some(controller) = controller_for(api) {
+                        assert!(
+                            components.iter().any(|c| c == controller),
+                            "{bundle}/{path}: {} needs {controller} in the workload cluster",
+                            doc["kind"]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The shipped recipes are current: Gateway API instead of the retired
+/// ingress-nginx, OCI charts through OCIRepository and `chartRef`, and no
+/// chart source that nothing uses.
+#[test]
+fn recipes_use_current_sources_and_no_retired_ingress() {
+    let mut sources = Vec::new();
+    let mut used = Vec::new();
+    for (path, bytes) in tree(&repo_root().join("recipes"))
+        .into_iter()
+        .chain(tree(&repo_root().join("out")))
+    {
+        if !path.ends_with(".yaml") || path.ends_with("ipam.lock.yaml") {
+            continue;
+        }
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            !text.contains("ingress-nginx") && !text.contains("ingressClassName: nginx"),
+            "{path}"
+        );
+        for doc in docs_of(&text) {
+            match doc["kind"].as_str() {
+                Some("HelmRepository") => {
+                    assert_ne!(
+                        doc["spec"]["type"], "oci",
+                        "{path}: an OCI chart belongs in an OCIRepository"
+                    );
+                    sources.push(format!(
+                        "{}/{}",
+                        path.split('/').next().unwrap(),
+                        doc["metadata"]["name"]
+                    ));
+                }
+                Some("HelmRelease") => {
+                    let name = &doc["spec"]["chart"]["spec"]["sourceRef"]["name"];
+                    if !name.is_null() {
+                        used.push(format!("{}/{name}", path.split('/').next().unwrap()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for s in &sources {
+        assert!(used.contains(s), "{s} is a chart source nothing uses");
+    }
+}

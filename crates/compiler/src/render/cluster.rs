@@ -22,14 +22,27 @@ use kiln_plan::OutputKind;
 
 /// Template directories of a cluster, in render order, and where their
 /// resources land.
-fn template_dirs(provider: &str) -> [(String, &'static str); 4] {
+fn template_dirs(provider: &str) -> [(String, &'static str); 6] {
     [
         ("clusters/templates/".to_string(), "cluster"),
         (format!("clusters/{provider}/"), "cluster"),
         ("clusters/cilium/".to_string(), "addons/cilium"),
         ("clusters/gateway/".to_string(), "addons/gateway"),
+        ("clusters/flux-operator/".to_string(), "addons/flux-operator"),
+        ("clusters/flux/".to_string(), "addons/flux"),
     ]
 }
+
+/// The directories of a cluster's output, in the order the top-level
+/// kustomization lists them.
+const OUTPUT_DIRS: [&str; 6] = [
+    "cluster",
+    "addons/cilium",
+    "addons/gateway",
+    "addons/flux-operator",
+    "addons/flux",
+    "recipes",
+];
 
 /// Whether a file in a template directory is a template.
 fn is_template(path: &str) -> bool {
@@ -237,8 +250,12 @@ fn clusterctl_vars(context: &Value) -> BTreeMap<String, String> {
     vars
 }
 
-/// The Flux Kustomization that gates recipes on Cilium, under `recipes/`.
-const CILIUM_GATE: &str = "_cilium-ready";
+/// The Flux Kustomization that gates recipes on the addons they need in the
+/// workload cluster (Cilium, Flux), under `recipes/`.
+const ADDONS_GATE: &str = "_addons-ready";
+
+/// The addon HelmReleases the gate waits for, by name suffix.
+const GATED_ADDONS: [&str; 2] = ["cilium", "flux"];
 
 /// A Flux Kustomization per recipe (applied into the workload cluster
 /// through its kubeconfig Secret), plus the gate that makes the first
@@ -260,18 +277,23 @@ fn recipe_kustomizations(model: &ClusterModel, values: &Map<String, Value>) -> V
         })
     };
     let mut gate = base(
-        "cilium-ready",
+        "addons-ready",
         format!(
-            "{}/{cluster}/recipes/{CILIUM_GATE}",
-            flux["outPath"].as_str().unwrap_or("./out")
+            "{}/{cluster}/recipes/{ADDONS_GATE}",
+            flux["outPath"].as_str().unwrap_or_default()
         ),
     );
-    gate["spec"]["healthChecks"] = json!([{
-        "apiVersion": "helm.toolkit.fluxcd.io/v2",
-        "kind": "HelmRelease",
-        "name": format!("{cluster}-cilium"),
-        "namespace": cluster,
-    }]);
+    gate["spec"]["healthChecks"] = GATED_ADDONS
+        .iter()
+        .map(|addon| {
+            json!({
+                "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                "kind": "HelmRelease",
+                "name": format!("{cluster}-{addon}"),
+                "namespace": cluster,
+            })
+        })
+        .collect();
     gate["spec"]["timeout"] = json!("10m");
     let mut resources = vec![Resource {
         dir: "recipes",
@@ -283,7 +305,7 @@ fn recipe_kustomizations(model: &ClusterModel, values: &Map<String, Value>) -> V
         let mut k = base(recipe, format!("./recipes/{recipe}"));
         let deps = &r.object.spec.depends_on;
         let depends_on: Vec<Value> = if deps.is_empty() {
-            vec![json!({"name": format!("{cluster}-cilium-ready")})]
+            vec![json!({"name": format!("{cluster}-addons-ready")})]
         } else {
             deps.iter().map(|d| json!({"name": format!("{cluster}-{d}")})).collect()
         };
@@ -314,8 +336,8 @@ fn layout(
         let name = r.value["metadata"]["name"].as_str().unwrap_or_default();
         let file = match r.dir {
             "cluster" => format!("cluster/{kind}-{name}.yaml"),
-            "recipes" if name == format!("{cluster}-cilium-ready") => {
-                format!("recipes/{CILIUM_GATE}.yaml")
+            "recipes" if name == format!("{cluster}-addons-ready") => {
+                format!("recipes/{ADDONS_GATE}.yaml")
             }
             "recipes" => format!(
                 "recipes/{}.yaml",
@@ -336,8 +358,8 @@ fn layout(
         }
         files.insert(file, to_yaml(&r.value).into_bytes());
     }
-    files.insert(format!("recipes/{CILIUM_GATE}/kustomization.yaml"), kustomization(&[]));
-    for dir in ["cluster", "addons/cilium", "addons/gateway", "recipes"] {
+    files.insert(format!("recipes/{ADDONS_GATE}/kustomization.yaml"), kustomization(&[]));
+    for dir in OUTPUT_DIRS {
         let prefix = format!("{dir}/");
         let entries: Vec<String> = files
             .keys()
@@ -349,7 +371,7 @@ fn layout(
             files.insert(format!("{dir}/kustomization.yaml"), kustomization(&entries));
         }
     }
-    let top: Vec<String> = ["cluster", "addons/cilium", "addons/gateway", "recipes"]
+    let top: Vec<String> = OUTPUT_DIRS
         .iter()
         .filter(|d| files.contains_key(&format!("{d}/kustomization.yaml")))
         .map(|d| d.to_string())

@@ -15,7 +15,7 @@ use crate::diag::Diagnostics;
 use crate::load::Repo;
 
 /// Template directories under `clusters/` that are not providers.
-pub const SHARED_CLUSTER_DIRS: &[&str] = &["templates", "cilium", "gateway"];
+pub const SHARED_CLUSTER_DIRS: &[&str] = &["templates", "cilium", "gateway", "flux-operator", "flux"];
 
 /// Providers: the directories under `clusters/` other than the shared ones.
 pub fn providers(repo: &Repo) -> BTreeSet<&str> {
