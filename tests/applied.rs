@@ -233,3 +233,36 @@ fn recipes_use_current_sources_and_no_retired_ingress() {
         assert!(used.contains(s), "{s} is a chart source nothing uses");
     }
 }
+
+/// Installers fetch their sources from somewhere that answers: a mirror or
+/// share the site declares (the executor serves only planned files, never
+/// an install tree), a Windows image that is a `.wim` or `.esd`, and a
+/// share with credentials (current Windows refuses SMB guest access).
+#[test]
+fn install_sources_must_be_declared_and_usable() {
+    let site = "sites/lab/site.yaml";
+    let err = render_fails(|r| {
+        edit(
+            r,
+            site,
+            "installTree: http://mirror.lab.example.net/rhel/9.4/x86_64/dvd",
+            "installTree: http://10.20.0.2:8080/artifacts/rhel9/dvd",
+        )
+    });
+    assert!(
+        err.contains("values.rhel.installTree: http://10.20.0.2:8080/artifacts/rhel9/dvd is not under a source the site declares")
+            && err.contains("spec.installSources"),
+        "{err}"
+    );
+    let err = render_fails(|r| {
+        edit(
+            r,
+            site,
+            r"installImage: '\\fileserver.lab.example.net\install\win2022\sources\install.wim'",
+            r"installImage: '\\fileserver.lab.example.net\install\win2022'",
+        )
+    });
+    assert!(err.contains("values.windows.installImage") && err.contains("`.wim` or `.esd`"), "{err}");
+    let err = render_fails(|r| edit(r, site, "      shareUser: kiln-install\n", ""));
+    assert!(err.contains("values.windows.shareUser") && err.contains("guest"), "{err}");
+}

@@ -46,6 +46,8 @@ fn a_new_site_with_a_network_takes_machines_that_render() {
         "prov=10.40.0.0/24",
         "--network",
         "bmc=10.41.0.0/24,pool=10.41.0.20-10.41.0.60,dhcp=10.41.0.100-10.41.0.150",
+        "--install-source",
+        "http://mirror.example.net/",
     ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&[

@@ -148,7 +148,7 @@ fn every_dhcp_server_boots_every_kind_of_client() {
         r,
         "sites/d/site.yaml",
         &format!(
-            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: d}}\nspec:\n  domain: d.example.net\n  bootServer: http://198.18.0.2:8080\n  networks:\n    - {{name: net, cidr: 198.18.0.0/24, gateway: 198.18.0.1, dns: [198.18.0.2], pool: {{start: 198.18.0.10, end: 198.18.0.50}}, dhcpRange: {{start: 198.18.0.100, end: 198.18.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile: {}}}\n",
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: d}}\nspec:\n  domain: d.example.net\n  bootServer: http://198.18.0.2:8080\n  networks:\n    - {{name: net, cidr: 198.18.0.0/24, gateway: 198.18.0.1, dns: [198.18.0.2], pool: {{start: 198.18.0.10, end: 198.18.0.50}}, dhcpRange: {{start: 198.18.0.100, end: 198.18.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile: {}}}\n",
             tftp.display(),
             r.join("kea/kea-leases4.csv").display()
         ),

@@ -39,6 +39,9 @@ pub enum NewCommand {
         /// `,dhcp=START-END` (dynamic leases); both are derived when left out.
         #[arg(long = "network", value_name = "NAME=CIDR[,pool=A-B][,dhcp=A-B]")]
         networks: Vec<String>,
+        /// A mirror or share installers fetch from (URL or \\server\share\ prefix).
+        #[arg(long = "install-source", value_name = "URL")]
+        install_sources: Vec<String>,
     },
     /// A Machine (sites/SITE/machines/NAME.yaml).
     Machine {
@@ -116,6 +119,7 @@ pub(super) fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Resu
             domain,
             boot_server,
             networks,
+            install_sources,
         } => {
             check_name(&name)?;
             let mut spec = Map::new();
@@ -133,6 +137,9 @@ pub(super) fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Resu
             if !networks.is_empty() {
                 let networks: Result<Vec<Value>, Failure> = networks.iter().map(|n| network(n)).collect();
                 spec.insert("networks".into(), Value::Array(networks?));
+            }
+            if !install_sources.is_empty() {
+                spec.insert("installSources".into(), json!(install_sources));
             }
             spec.insert("values".into(), json!({}));
             (format!("sites/{name}/site.yaml"), document("Site", &name, spec))

@@ -126,6 +126,11 @@ pub struct SiteSpec {
     pub dhcp: Option<Dhcp>,
     /// Blueprint that commissions machines with `commission: true`.
     pub commission_blueprint: Option<Name>,
+    /// Where installers fetch what kiln does not serve (install trees,
+    /// package mirrors, image shares): URL or UNC prefixes. Every install
+    /// source a machine's values name must be under one.
+    #[serde(default)]
+    pub install_sources: Vec<String>,
     /// Site layer of template values.
     #[serde(default)]
     pub values: Values,

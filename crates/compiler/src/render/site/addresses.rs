@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value};
 
+use super::lookup;
 use crate::resolve::site::SiteModel;
 
 /// Reads the address out of a value's text.
@@ -53,10 +54,4 @@ pub(super) fn conflicts(site: &SiteModel, values: &Map<String, Value>) -> Vec<(S
         }
     }
     found
-}
-
-fn lookup<'a>(values: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let first = values.get(parts.next()?)?;
-    parts.try_fold(first, |v, part| v.get(part))
 }

@@ -4,6 +4,7 @@
 
 mod addresses;
 mod dhcp;
+mod sources;
 mod dns;
 
 use std::collections::BTreeMap;
@@ -70,8 +71,11 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         .map(|(name, b)| (name, merge(&cx.machine_layers(site.input, None, b))))
         .collect();
     let mut conflicts: Vec<(String, String)> = addresses::conflicts(site, &values);
-    for values in merged.values() {
+    for (name, values) in &merged {
         conflicts.extend(addresses::conflicts(site, values));
+        if site.machines.iter().any(|m| m.blueprint.object.name() == *name) {
+            conflicts.extend(sources::problems(site, values));
+        }
     }
     conflicts.sort();
     conflicts.dedup();
@@ -134,6 +138,13 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         origins,
         machines,
     })
+}
+
+/// A value by dotted path (`talos.endpoint`).
+fn lookup<'a>(values: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let first = values.get(parts.next()?)?;
+    parts.try_fold(first, |v, part| v.get(part))
 }
 
 /// What rendered a file, for an error about two renders of one path.
