@@ -262,7 +262,54 @@ fn install_sources_must_be_declared_and_usable() {
             r"installImage: '\\fileserver.lab.example.net\install\win2022'",
         )
     });
-    assert!(err.contains("values.windows.installImage") && err.contains("`.wim` or `.esd`"), "{err}");
+    assert!(
+        err.contains("values.windows.installImage") && err.contains("`.wim` or `.esd`"),
+        "{err}"
+    );
     let err = render_fails(|r| edit(r, site, "      shareUser: kiln-install\n", ""));
-    assert!(err.contains("values.windows.shareUser") && err.contains("guest"), "{err}");
+    assert!(
+        err.contains("values.windows.shareUser") && err.contains("guest"),
+        "{err}"
+    );
+}
+
+/// A recipe says what it needs of its cluster's Talos machines; kiln
+/// renders the kubelet mounts into the cluster's Talos configs and refuses
+/// a cluster whose image does not declare the extensions (Longhorn needs
+/// iscsi-tools and util-linux-tools, and /var/lib/longhorn in the kubelet).
+#[test]
+fn recipe_requirements_reach_the_talos_configs_or_are_refused() {
+    for (file, patches_at) in [
+        (
+            "out/prod-aws/cluster/taloscontrolplane-prod-aws-control-plane.yaml",
+            "/spec/controlPlaneConfig/controlplane/configPatches",
+        ),
+        (
+            "out/prod-aws/cluster/talosconfigtemplate-prod-aws-workers.yaml",
+            "/spec/template/spec/configPatches",
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let doc = &docs_of(&text)[0];
+        let patches = doc.pointer(patches_at).unwrap().as_array().unwrap();
+        let mounts = patches
+            .iter()
+            .find(|p| p["path"] == "/machine/kubelet/extraMounts")
+            .unwrap_or_else(|| panic!("{file}: no kubelet mounts: {text}"));
+        assert_eq!(mounts["value"][0]["destination"], "/var/lib/longhorn", "{file}");
+        assert!(mounts["value"][0]["options"].to_string().contains("rshared"), "{file}");
+    }
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/eu/clusters/prod-aws.yaml",
+            "      extensions: [siderolabs/iscsi-tools, siderolabs/util-linux-tools]\n",
+            "      extensions: [siderolabs/iscsi-tools]\n",
+        )
+    });
+    assert!(
+        err.contains("sites/eu/clusters/prod-aws.yaml:")
+            && err.contains("recipe `base` needs the Talos extension siderolabs/util-linux-tools"),
+        "{err}"
+    );
 }

@@ -235,8 +235,18 @@ pub(super) fn new(repo: &Path, what: NewCommand, stdout: &mut dyn Write) -> Resu
                 workers_pool["memory"] = m.into();
             }
             spec.insert("workers".into(), workers_pool);
+            // The image must carry what the recipes need; say so up front.
+            for recipe in &recipes {
+                check_name(recipe)?;
+            }
+            let extensions = recipe_extensions(repo, &recipes);
             spec.insert("recipes".into(), json!(recipes));
-            spec.insert("values".into(), json!({}));
+            let values = if extensions.is_empty() {
+                json!({})
+            } else {
+                json!({"talos": {"extensions": extensions}})
+            };
+            spec.insert("values".into(), values);
             (
                 format!("sites/{site}/clusters/{name}.yaml"),
                 document("Cluster", &name, spec),
@@ -291,6 +301,29 @@ fn network(arg: &str) -> Result<Value, Failure> {
         "pool": pool,
         "dhcpRange": dhcp,
     }))
+}
+
+/// The Talos extensions `recipes` need (their `spec.requires`), in order.
+fn recipe_extensions(repo: &Path, recipes: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for recipe in recipes {
+        let text = std::fs::read_to_string(repo.join(format!("recipes/{recipe}/recipe.yaml"))).unwrap_or_default();
+        let Ok(docs) = kiln_compiler::yaml::parse_documents(&text) else {
+            continue;
+        };
+        for doc in docs {
+            for e in doc.value["spec"]["requires"]["talos"]["extensions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(e) = e.as_str().filter(|e| !all.iter().any(|a| a == e)) {
+                    all.push(e.to_string());
+                }
+            }
+        }
+    }
+    all
 }
 
 /// The name of a site document's first network.

@@ -323,6 +323,31 @@ pub enum PatchOpKind {
 pub struct RecipeSpec {
     #[serde(default)]
     pub depends_on: Vec<Name>,
+    /// What the recipe needs of its cluster's machines.
+    #[serde(default)]
+    pub requires: Requirements,
+}
+
+/// What a recipe needs of the machines of every cluster that lists it.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Requirements {
+    #[serde(default)]
+    pub talos: TalosRequirements,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TalosRequirements {
+    /// Talos system extensions the machine image must carry, e.g.
+    /// `siderolabs/iscsi-tools`. The cluster declares what its image has in
+    /// `values.talos.extensions`; a missing one is an error.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Host paths bind-mounted into the kubelet (with `rshared`), e.g.
+    /// `/var/lib/longhorn`. kiln adds them to the cluster's Talos configs.
+    #[serde(default)]
+    pub kubelet_mounts: Vec<String>,
 }
 
 /// The kinds kiln reads, in the order `kiln schema` lists them.

@@ -81,6 +81,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
     let setting_error = |e: String| Diagnostics::from(input.error("/spec", true, e));
     let defaults: ClusterDefaults = settings::read(&values, "clusterDefaults").map_err(setting_error)?;
     let capi: settings::Capi = settings::read(&values, "capi").map_err(setting_error)?;
+    let requirements = requirements(model, &values)?;
     let pool = |p: &Option<NodePool>, default: &Pool| {
         let p = p.as_ref();
         json!({
@@ -100,6 +101,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         "workers": pool(&spec.workers, &defaults.workers),
         "recipes": spec.recipes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "capiVersion": capi.api_version.as_str(),
+        "requirements": requirements,
     });
     let context = json!({"cluster": info, "site": {"name": input.site_dir()}, "values": values});
 
@@ -170,6 +172,43 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         origins,
         machines: Vec::new(),
     })
+}
+
+/// What the cluster's recipes need of its Talos machines: the kubelet
+/// mounts to render, once each. A Talos extension a recipe needs that the
+/// cluster's image does not declare (`values.talos.extensions`) is an error
+/// at the recipe's entry in the cluster.
+fn requirements(model: &ClusterModel, values: &Map<String, Value>) -> Result<Value, Diagnostics> {
+    let declared: Vec<&str> = values["talos"]["extensions"]
+        .as_array()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut diags = Diagnostics::default();
+    let mut mounts: Vec<&str> = Vec::new();
+    for (i, recipe) in model.recipes.iter().enumerate() {
+        let talos = &recipe.object.spec.requires.talos;
+        for extension in talos.extensions.iter().filter(|e| !declared.contains(&e.as_str())) {
+            diags.push(model.input.error(
+                &format!("/spec/recipes/{i}"),
+                false,
+                format!(
+                    "recipe `{}` needs the Talos extension {extension}, which this cluster's image does not \
+                     declare; build the image with it (Talos Image Factory) and list it in values.talos.extensions",
+                    recipe.object.name()
+                ),
+            ));
+        }
+        for mount in &talos.kubelet_mounts {
+            if !mounts.contains(&mount.as_str()) {
+                mounts.push(mount);
+            }
+        }
+    }
+    let mounts: Vec<Value> = mounts
+        .into_iter()
+        .map(|m| json!({"destination": m, "type": "bind", "source": m, "options": ["bind", "rshared", "rw"]}))
+        .collect();
+    diags.finish(json!({"kubeletMounts": mounts}))
 }
 
 fn describe(resource: &Value) -> String {

@@ -4,8 +4,8 @@
 
 mod addresses;
 mod dhcp;
-mod sources;
 mod dns;
+mod sources;
 
 use std::collections::BTreeMap;
 

@@ -18,7 +18,10 @@ enum Need {
 }
 
 /// The values that name install sources, as dotted paths.
-const SOURCES: &[(&str, Need)] = &[("rhel.installTree", Need::Tree), ("windows.installImage", Need::WindowsImage)];
+const SOURCES: &[(&str, Need)] = &[
+    ("rhel.installTree", Need::Tree),
+    ("windows.installImage", Need::WindowsImage),
+];
 
 /// Every problem with the install sources in `values`: the values path
 /// (with `/` separators) and the message.
@@ -52,7 +55,9 @@ pub(super) fn problems(site: &SiteModel, values: &Map<String, Value>) -> Vec<(St
                     format!("values.{path}: {source} must name the image file, a `.wim` or `.esd` (Setup's InstallFrom/Path)"),
                 ));
             }
-            let user = lookup(values, "windows.shareUser").and_then(Value::as_str).unwrap_or_default();
+            let user = lookup(values, "windows.shareUser")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if source.starts_with(r"\\") && user.is_empty() {
                 found.push((
                     "windows/shareUser".into(),
