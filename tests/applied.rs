@@ -313,3 +313,22 @@ fn recipe_requirements_reach_the_talos_configs_or_are_refused() {
         "{err}"
     );
 }
+
+/// A Proxmox cluster's control plane VIP inside the pool CAPMOX hands VM
+/// addresses out of is refused.
+#[test]
+fn a_control_plane_vip_inside_the_vm_address_pool_is_refused() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/lab/clusters/edge-proxmox.yaml",
+            "controlPlaneVIP: 192.0.2.20",
+            "controlPlaneVIP: 192.0.2.170",
+        )
+    });
+    assert!(
+        err.contains("sites/lab/clusters/edge-proxmox.yaml:")
+            && err.contains("values.controlPlaneVIP: 192.0.2.170 is inside the address pool 192.0.2.160-192.0.2.199"),
+        "{err}"
+    );
+}

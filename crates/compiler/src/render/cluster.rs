@@ -82,6 +82,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
     let defaults: ClusterDefaults = settings::read(&values, "clusterDefaults").map_err(setting_error)?;
     let capi: settings::Capi = settings::read(&values, "capi").map_err(setting_error)?;
     let requirements = requirements(model, &values)?;
+    vip_outside_pool(model, &values)?;
     let pool = |p: &Option<NodePool>, default: &Pool| {
         let p = p.as_ref();
         json!({
@@ -172,6 +173,44 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         origins,
         machines: Vec::new(),
     })
+}
+
+/// A control plane VIP (`values.controlPlaneVIP`) the provider's own
+/// address pool (`values.proxmox.network.addresses`) also hands out would
+/// one day be given to a VM: refused.
+fn vip_outside_pool(model: &ClusterModel, values: &Map<String, Value>) -> Result<(), Diagnostics> {
+    let Some(vip) = values["controlPlaneVIP"]
+        .as_str()
+        .and_then(|v| v.parse::<std::net::Ipv4Addr>().ok())
+    else {
+        return Ok(());
+    };
+    let pools = values["proxmox"]["network"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    for pool in pools.filter_map(Value::as_str) {
+        let inside = match pool.split_once('-') {
+            Some((a, b)) => {
+                matches!((a.parse::<std::net::Ipv4Addr>(), b.parse::<std::net::Ipv4Addr>()), (Ok(a), Ok(b)) if a <= vip && vip <= b)
+            }
+            None => match crate::resolve::net::Ipv4Net::parse(pool) {
+                Ok(net) => net.contains(vip),
+                Err(_) => pool.parse::<std::net::Ipv4Addr>() == Ok(vip),
+            },
+        };
+        if inside {
+            return Err(Diagnostics::from(model.input.error(
+                "/spec/values",
+                true,
+                format!(
+                    "values.controlPlaneVIP: {vip} is inside the address pool {pool} (values.proxmox.network.addresses) \
+                     VMs are given addresses from; choose a VIP outside it"
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What the cluster's recipes need of its Talos machines: the kubelet
