@@ -25,6 +25,10 @@ fn schemathesis_finds_the_server_true_to_its_openapi_document() {
             state.to_str().unwrap(),
             "--operator-token-file",
             op.to_str().unwrap(),
+            // A fuzzer fails to authenticate on purpose, thousands of times:
+            // the per-address limit is tested in tests/serve.rs.
+            "--max-auth-failures",
+            "1000000",
         ],
         &r.join("serve.log"),
     );

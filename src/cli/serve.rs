@@ -36,6 +36,16 @@ pub struct ServeArgs {
     /// Milliseconds between checks of plan.json for a change.
     #[arg(long = "poll-ms", default_value_t = 2000)]
     pub poll_ms: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[arg(long = "max-connections", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long = "header-timeout", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Failed authentications an address may have in a minute; past that
+    /// it gets 429 for a minute.
+    #[arg(long = "max-auth-failures", default_value_t = 20)]
+    pub max_auth_failures: u32,
 }
 
 pub(super) fn serve(args: ServeArgs) -> Result<i32, Failure> {
@@ -52,6 +62,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<i32, Failure> {
             token_ttl: args.token_ttl,
         },
         poll: std::time::Duration::from_millis(args.poll_ms.max(50)),
+        connections: kiln_executor::ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+            max_auth_failures: args.max_auth_failures,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
+use super::guard::BLOCK;
+use super::listener::Peer;
 use super::machines::{self, Boot, Events, LiveRun};
 use super::metrics::{Counter, Gauge};
 use super::plan::{step, ActivePlan};
@@ -44,8 +46,42 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/openapi.yaml",
             get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
         )
+        .layer(middleware::from_fn_with_state(app.clone(), guard_auth))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
+}
+
+/// Refuses (429) an address that keeps failing to authenticate, and counts
+/// each failure (every 401) against it; see `guard.rs`.
+async fn guard_auth(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let Some(ip) = request.extensions().get::<Peer>().map(|p| p.0.ip()) else {
+        return next.run(request).await;
+    };
+    if let Some(wait) = app.auth_guard.refused(ip, clock::now()) {
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; try again later",
+        )
+        .into_response();
+        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED && app.auth_guard.failed(ip, clock::now()) {
+        let max = app.auth_guard.max_failures;
+        log(&format!(
+            "{ip}: more than {max} failed authentications in a minute; refused for {BLOCK} s"
+        ));
+        let digest = app.current_plan().map(|p| p.digest.clone()).unwrap_or_default();
+        let detail = json!({"address": ip.to_string(), "failures": max + 1, "refusedForSeconds": BLOCK});
+        let _ = app
+            .store
+            .write(move |t| store::audit(t, "executor", "authentication failures", None, detail, &digest))
+            .await;
+    }
+    response
 }
 
 /// Counts and logs every request by its route (never its path: paths
@@ -159,10 +195,14 @@ struct BootQuery {
     mac: Option<String>,
 }
 
+/// The script that boots the local disk. One text for every reason (an
+/// unknown MAC, an installed machine, ...), so the answer tells a client
+/// on the provisioning network nothing about which machines exist; the
+/// reason goes to the log.
 fn local_disk(reason: &str) -> Response {
-    let script =
-        format!("#!ipxe\n# kiln: {reason}: boot from the local disk\nsanboot --no-describe --drive 0x80 || exit\n");
-    plain(script.into_bytes(), "text/plain; charset=utf-8")
+    log(&format!("boot: local disk ({reason})"));
+    let script = "#!ipxe\n# kiln: boot from the local disk\nsanboot --no-describe --drive 0x80 || exit\n";
+    plain(script.as_bytes().to_vec(), "text/plain; charset=utf-8")
 }
 
 async fn boot(

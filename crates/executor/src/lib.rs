@@ -9,7 +9,9 @@
 
 mod artifacts;
 mod clock;
+mod guard;
 mod http;
+mod listener;
 mod machines;
 mod metrics;
 mod plan;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+pub use listener::ConnectionLimits;
 pub use machines::Timing;
 use plan::ActivePlan;
 use store::Store;
@@ -41,6 +44,8 @@ pub struct Options {
     pub timing: Timing,
     /// How often `plan.json` is checked for a change.
     pub poll: Duration,
+    /// How much of the executor one client may hold.
+    pub connections: ConnectionLimits,
 }
 
 /// Why the plan in force is what it is.
@@ -63,6 +68,7 @@ pub struct App {
     /// Reprovision confirmations: machine → (token, expiry).
     confirmations: Mutex<HashMap<String, (String, i64)>>,
     artifacts: artifacts::Verified,
+    auth_guard: guard::AuthGuard,
 }
 
 fn log(message: &str) {
@@ -172,8 +178,6 @@ pub enum Error {
     State { path: PathBuf, source: rusqlite::Error },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("serving failed: {0}")]
-    Serve(std::io::Error),
 }
 
 impl Error {
@@ -210,6 +214,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         metrics: metrics::Metrics::default(),
         readiness: Mutex::new(Readiness::default()),
         confirmations: Mutex::new(HashMap::new()),
+        auth_guard: guard::AuthGuard::new(opts.connections.max_auth_failures),
     });
     app.refresh_plan().await;
 
@@ -251,15 +256,21 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         "listening on http://{}",
         listener.local_addr().map_err(listen)?
     ));
-    axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
+    let limits = opts.connections;
+    listener::serve(listener, http::router(app), limits, async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
             }
-        })
-        .await
-        .map_err(Error::Serve)
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    })
+    .await;
+    Ok(())
 }

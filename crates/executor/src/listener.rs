@@ -1,0 +1,109 @@
+//! Accepting connections so that slow or abusive clients cannot starve the
+//! executor: a cap on concurrent connections (with a log line when it is
+//! reached), a deadline for a request's headers (slowloris), and caps on
+//! header size and count. Each connection's peer address reaches the
+//! handlers (for per-address limits).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use super::clock::now;
+use super::log;
+
+/// How much of the executor one client may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Failed authentications an address may have in a minute before it
+    /// is refused for a minute.
+    pub max_auth_failures: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            max_auth_failures: 20,
+        }
+    }
+}
+
+/// Bytes a request's headers may take, and how many there may be.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let last_full_log = AtomicU64::new(0);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    log(&format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // One line a minute at most, however long the flood lasts.
+            let minute = now() / 60;
+            if last_full_log.swap(minute as u64, Ordering::Relaxed) != minute as u64 {
+                log(&format!(
+                    "connection limit reached ({} at once, --max-connections): closing new connections",
+                    limits.max_connections
+                ));
+            }
+            drop(stream);
+            continue;
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .max_headers(MAX_HEADERS)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    // Let requests under way finish, briefly.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        slots.acquire_many(limits.max_connections as u32),
+    )
+    .await;
+}
+
+/// The peer's address, for handlers.
+pub(crate) type Peer = ConnectInfo<SocketAddr>;
