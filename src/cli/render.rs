@@ -63,6 +63,10 @@ pub(super) fn render(
         }
         return Ok(exit::DIFFERENCES);
     }
+    // One kiln writes out/ at a time; another waits.
+    let _lock = kiln_compiler::emit::lock(out_dir, || {
+        let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
+    })?;
     let report = step(progress, "write", None, || {
         kiln_compiler::emit::write(out_dir, &outputs, all)
     })?;

@@ -86,6 +86,35 @@ pub enum EmitError {
     Check { out_dir: PathBuf, source: io::Error },
 }
 
+/// The lock that serialises kiln processes writing one `out/`.
+pub const LOCK: &str = ".kiln.lock";
+
+/// Takes the `out/` lock, waiting for another kiln that holds it
+/// (`waiting` is called once first); released when the file is dropped.
+pub fn lock(out_dir: &Path, waiting: impl FnOnce()) -> Result<fs::File, EmitError> {
+    let fail = |source| EmitError::Write {
+        out_dir: out_dir.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(out_dir).map_err(fail)?;
+    // Opened, never truncated: an up-to-date out/ is left exactly as it is.
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(out_dir.join(LOCK))
+        .map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            waiting();
+            file.lock().map_err(fail)?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::Error(e)) => Err(fail(e)),
+    }
+}
+
 /// Writes `outputs` under `out_dir`. With `prune`, output directories that
 /// hold a `plan.json` but are no longer rendered are removed.
 pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> Result<WriteReport, EmitError> {

@@ -154,16 +154,29 @@ fn diagnostics(file: &str, doc: &Document, schema: &Value, error: &ValidationErr
                 ),
             )
         }
-        ValidationErrorKind::Type { kind } => (
-            at.to_string(),
-            false,
-            format!(
-                "{} has the wrong type: expected {}, found {}",
-                field(),
-                type_words(kind),
-                json_type(error.instance())
-            ),
-        ),
+        ValidationErrorKind::Type { kind } => {
+            // A scalar YAML did not read as the string that was meant
+            // (`1.30`, `012`, `0x1F`, `true`): say what was understood.
+            let wanted = type_words(kind);
+            let hint = match error.instance().as_ref() {
+                Value::Number(n) if wanted.contains("a string") => {
+                    format!(" (read as the number {n}; quote the value to keep it a string)")
+                }
+                Value::Bool(b) if wanted.contains("a string") => {
+                    format!(" (read as the boolean {b}; quote the value to keep it a string)")
+                }
+                _ => String::new(),
+            };
+            (
+                at.to_string(),
+                false,
+                format!(
+                    "{} has the wrong type: expected {wanted}, found {}{hint}",
+                    field(),
+                    json_type(error.instance())
+                ),
+            )
+        }
         ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. }
             if at.contains("/patches/") =>
         {
