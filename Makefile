@@ -4,7 +4,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 export CARGO_PROFILE_DEV_DEBUG = 0
 
-.PHONY: demo build test lint bench bench-serve deps fresh-check
+.PHONY: demo build test lint bench bench-serve deps fresh-check deny sbom
 
 build:
 	$(CARGO) build --release
@@ -37,3 +37,20 @@ bench-serve: build
 # Catches what works here only because of something left on this machine.
 fresh-check:
 	bash .ci/fresh-check
+
+# Supply chain: licences, bans of duplicate versions and sources (crates.io
+# only) with cargo-deny, per deny.toml. The advisories check needs the
+# RustSec database from GitHub, which this project's machines cannot reach:
+# it is skipped, and said so.
+deny:
+	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+	@echo "cargo deny: advisories skipped (the RustSec advisory database on GitHub is not reachable from here)"
+	cargo deny check licenses bans sources
+
+# A CycloneDX SBOM of every crate of the workspace, as target/sbom/*.cdx.json.
+sbom:
+	@command -v cargo-cyclonedx >/dev/null || cargo install --locked cargo-cyclonedx
+	cargo cyclonedx --format json --all-features
+	@mkdir -p target/sbom
+	@for f in $$(find . crates -maxdepth 2 -name '*.cdx.json' -not -path './target/*'); do mv "$$f" target/sbom/; done
+	@ls target/sbom
