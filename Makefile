@@ -4,7 +4,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 export CARGO_PROFILE_DEV_DEBUG = 0
 
-.PHONY: demo build test lint bench bench-serve deps fresh-check deny sbom
+.PHONY: demo build test lint bench bench-serve deps fresh-check deny sbom fuzz
 
 build:
 	$(CARGO) build --release
@@ -54,3 +54,11 @@ sbom:
 	@mkdir -p target/sbom
 	@for f in $$(find . crates -maxdepth 2 -name '*.cdx.json' -not -path './target/*'); do mv "$$f" target/sbom/; done
 	@ls target/sbom
+
+# The fuzz targets (property-based, stable Rust; see docs/security.md) with
+# many more inputs than the test suite gives them. FUZZ_CASES per target.
+FUZZ_CASES ?= 1000000
+fuzz:
+	KILN_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p kiln-compiler fuzz
+	KILN_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p kiln-executor fuzz
+	KILN_FUZZ_CASES=$$(( $(FUZZ_CASES) / 10 )) $(CARGO) test --release --test fuzz_http

@@ -17,6 +17,9 @@ pub mod render;
 pub mod resolve;
 pub mod yaml;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::path::Path;
 
 use progress::{step, Progress};
