@@ -9,6 +9,7 @@ mod semantic;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::emit::Output;
 pub use format::{render, Format};
@@ -56,9 +57,9 @@ impl Diff {
 
 /// Compares two sets of rendered outputs.
 pub fn compare(base_label: &str, base: &[Output], head_label: &str, head: &[Output]) -> Diff {
-    let by_name = |outputs: &[Output]| -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
-        outputs.iter().map(|o| (o.name.clone(), o.files.clone())).collect()
-    };
+    fn by_name(outputs: &[Output]) -> BTreeMap<String, &BTreeMap<String, Vec<u8>>> {
+        outputs.iter().map(|o| (o.name.clone(), &o.files)).collect()
+    }
     let (base, head) = (by_name(base), by_name(head));
     let empty = BTreeMap::new();
     let names: BTreeSet<&String> = base.keys().chain(head.keys()).collect();
@@ -71,7 +72,7 @@ pub fn compare(base_label: &str, base: &[Output], head_label: &str, head: &[Outp
                 (_, None) => "removed",
                 _ => "changed",
             };
-            let files = compare_files(old.unwrap_or(&empty), new.unwrap_or(&empty));
+            let files = compare_files(old.copied().unwrap_or(&empty), new.copied().unwrap_or(&empty));
             (!files.is_empty()).then(|| OutputDiff {
                 name: name.clone(),
                 status,
@@ -99,10 +100,15 @@ fn compare_files(old: &BTreeMap<String, Vec<u8>>, new: &BTreeMap<String, Vec<u8>
             files.push(diff);
         }
     }
+    // A removed file whose exact content reappears elsewhere was renamed;
+    // added files are found by content through an index.
+    let mut added_by_content: BTreeMap<&[u8], Vec<&String>> = BTreeMap::new();
+    for a in added.iter().rev() {
+        added_by_content.entry(new[*a].as_slice()).or_default().push(a);
+    }
     for path in removed {
-        // A removed file whose exact content reappears elsewhere was renamed.
-        if let Some(i) = added.iter().position(|a| new[*a] == old[path]) {
-            let to = added.remove(i);
+        if let Some(to) = added_by_content.get_mut(old[path].as_slice()).and_then(Vec::pop) {
+            added.retain(|a| *a != to);
             files.push(FileDiff {
                 path: to.clone(),
                 status: "renamed",
@@ -154,19 +160,11 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
     if old == new {
         return None;
     }
+    if path == PLAN_FILE {
+        return plan_diff(old, new);
+    }
     let (a, b) = (text(old), text(new));
-    let resources = if path == PLAN_FILE {
-        let (pa, pb) = (serde_json::from_str(&a).ok()?, serde_json::from_str(&b).ok()?);
-        let changes = semantic::json_diff(&pa, &pb, &["files", "inputsDigest"]);
-        if changes.is_empty() {
-            return None;
-        }
-        vec![ResourceDiff {
-            id: "plan".into(),
-            status: "changed",
-            changes,
-        }]
-    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+    let resources = if path.ends_with(".yaml") || path.ends_with(".yml") {
         match semantic::yaml_diff(&a, &b) {
             Some(r) if r.is_empty() => return None,
             Some(r) => r,
@@ -182,6 +180,32 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
         from: None,
         resources,
         unified,
+        insertions,
+        deletions,
+    })
+}
+
+/// `plan.json` compared as data, never as text: its machines added,
+/// removed or changed (the file list and digests are derived from the other
+/// files, which the diff already shows). The counts are of changed values.
+fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
+    let (pa, pb): (Value, Value) = (serde_json::from_slice(old).ok()?, serde_json::from_slice(new).ok()?);
+    let changes = semantic::json_diff(&pa, &pb, &["files", "inputsDigest"]);
+    if changes.is_empty() {
+        return None;
+    }
+    let insertions = changes.iter().filter(|c| c.new.is_some()).count();
+    let deletions = changes.iter().filter(|c| c.old.is_some()).count();
+    Some(FileDiff {
+        path: PLAN_FILE.to_string(),
+        status: "modified",
+        from: None,
+        resources: vec![ResourceDiff {
+            id: "plan".into(),
+            status: "changed",
+            changes,
+        }],
+        unified: String::new(),
         insertions,
         deletions,
     })

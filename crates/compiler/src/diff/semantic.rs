@@ -145,10 +145,17 @@ fn compare(path: &str, old: &Value, new: &Value, out: &mut Vec<PathChange>) {
             }
         }
         (Value::Array(a), Value::Array(b)) if named(a) && named(b) => {
-            let key = |v: &Value| v["name"].as_str().unwrap_or_default().to_string();
+            // Items are matched by name through an index: a plan's 10,000
+            // machines compare in linear time.
+            fn key(v: &Value) -> &str {
+                v["name"].as_str().unwrap_or_default()
+            }
+            let old_names: std::collections::HashSet<&str> = a.iter().map(key).collect();
+            let new_by_name: std::collections::HashMap<&str, &Value> = b.iter().map(|v| (key(v), v)).collect();
             for va in a {
                 let at = format!("{path}[name={}]", key(va));
-                match b.iter().find(|vb| key(vb) == key(va)) {
+                match new_by_name.get(key(va)) {
+                    Some(vb) if va == *vb => {}
                     Some(vb) => compare(&at, va, vb, out),
                     None => out.push(PathChange {
                         path: at,
@@ -157,7 +164,7 @@ fn compare(path: &str, old: &Value, new: &Value, out: &mut Vec<PathChange>) {
                     }),
                 }
             }
-            for vb in b.iter().filter(|vb| !a.iter().any(|va| key(va) == key(vb))) {
+            for vb in b.iter().filter(|vb| !old_names.contains(key(vb))) {
                 out.push(PathChange {
                     path: format!("{path}[name={}]", key(vb)),
                     old: None,
