@@ -42,5 +42,6 @@ for i in range(clusters):
     with open(os.path.join(dest, "sites/cloud/clusters/c%03d.yaml" % i), "w") as f:
         f.write("apiVersion: kiln/v1alpha1\nkind: Cluster\nmetadata:\n  name: c%03d\nspec:\n  provider: %s\n%s"
                 "  workers: {replicas: %d}\n  recipes: [base, observability, devtools]\n"
+                "  values:\n    talos:\n      extensions: [siderolabs/iscsi-tools, siderolabs/util-linux-tools]\n"
                 % (i, p, "  region: %s\n" % region if region else "", 2 + i % 5))
 print("generated %s: %d machines, %d clusters" % (dest, machines, clusters))
