@@ -69,19 +69,6 @@ fn an_unknown_capi_version_is_an_input_error() {
     );
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "k")
-        .env("GIT_AUTHOR_EMAIL", "k@example.net")
-        .env("GIT_COMMITTER_NAME", "k")
-        .env("GIT_COMMITTER_EMAIL", "k@example.net")
-        .status()
-        .unwrap();
-    assert!(ok.success(), "git {args:?}");
-}
-
 /// Moving a site from v1beta1 to v1beta2 reads, in review, as the version
 /// move and the reference changes of each resource.
 #[test]

@@ -151,16 +151,7 @@ fn progress_and_terminal_detection_are_injected() {
         &["add", "-A"],
         &["commit", "-qm", "x"],
     ] {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(r)
-            .env("GIT_AUTHOR_NAME", "k")
-            .env("GIT_AUTHOR_EMAIL", "k@example.net")
-            .env("GIT_COMMITTER_NAME", "k")
-            .env("GIT_COMMITTER_EMAIL", "k@example.net")
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        git(repo.path(), args);
     }
     edit(
         repo.path(),

@@ -97,19 +97,10 @@ fn random_requests_never_get_a_server_error() {
     std::fs::create_dir_all(r.join("art/tiny")).unwrap();
     std::fs::write(r.join("art/tiny/vmlinuz"), b"kernel-bytes").unwrap();
     std::fs::write(r.join("art/tiny/initrd.img"), b"initrd").unwrap();
-    let (plan, state, art) = (r.join("out/t"), r.join("state"), r.join("art"));
-    let s = Server::start(
-        &[
-            "--plan",
-            plan.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--max-auth-failures",
-            "1000000",
-        ],
-        &r.join("serve.log"),
+    let art = r.join("art");
+    let s = serve_tiny(
+        r,
+        &["--artifacts", art.to_str().unwrap(), "--max-auth-failures", "1000000"],
     );
     let cases: u32 = std::env::var("KILN_FUZZ_CASES")
         .ok()

@@ -125,19 +125,6 @@ fn an_out_directory_linked_out_of_the_repository_is_refused_unless_named() {
     assert!(elsewhere.path().join("lab/plan.json").is_file());
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "k")
-        .env("GIT_AUTHOR_EMAIL", "k@example.net")
-        .env("GIT_COMMITTER_NAME", "k")
-        .env("GIT_COMMITTER_EMAIL", "k@example.net")
-        .status()
-        .unwrap();
-    assert!(ok.success(), "git {args:?}");
-}
-
 #[test]
 fn kiln_diff_treats_a_committed_symlink_as_the_working_tree_does() {
     let repo = example_copy(true);

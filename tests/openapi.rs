@@ -16,21 +16,17 @@ fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     write(r, "operator-token", "schemathesis-operator-token-0123456789");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(r.join("operator-token"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (plan, state, op) = (r.join("out/t"), r.join("state"), r.join("operator-token"));
-    let server = Server::start(
+    let op = r.join("operator-token");
+    // A fuzzer fails to authenticate on purpose, thousands of times: the
+    // per-address limit is tested in tests/shedding.rs.
+    let server = serve_tiny(
+        r,
         &[
-            "--plan",
-            plan.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
             "--operator-token-file",
             op.to_str().unwrap(),
-            // A fuzzer fails to authenticate on purpose, thousands of times:
-            // the per-address limit is tested in tests/serve.rs.
             "--max-auth-failures",
             "1000000",
         ],
-        &r.join("serve.log"),
     );
     let out = Command::new("st")
         .args(["run", &format!("{}/openapi.yaml", server.url)])

@@ -6,24 +6,6 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "kiln")
-        .env("GIT_AUTHOR_EMAIL", "kiln@example.net")
-        .env("GIT_COMMITTER_NAME", "kiln")
-        .env("GIT_COMMITTER_EMAIL", "kiln@example.net")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A git repository holding the example with its rendered out/, committed
 /// on `main`.

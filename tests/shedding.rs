@@ -26,17 +26,10 @@ fn site() -> tempfile::TempDir {
 }
 
 fn serve(repo: &std::path::Path, extra: &[&str]) -> Server {
-    let (plan, state, op) = (repo.join("out/t"), repo.join("state"), repo.join("operator-token"));
-    let mut args = vec![
-        "--plan",
-        plan.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-        "--operator-token-file",
-        op.to_str().unwrap(),
-    ];
+    let op = repo.join("operator-token");
+    let mut args = vec!["--operator-token-file", op.to_str().unwrap()];
     args.extend_from_slice(extra);
-    Server::start(&args, &repo.join("serve.log"))
+    serve_tiny(repo, &args)
 }
 
 fn addr(s: &Server) -> String {

@@ -290,3 +290,31 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Runs `git ARGS` in `dir` as a fixed author; the test fails if git does.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "kiln")
+        .env("GIT_AUTHOR_EMAIL", "kiln@example.net")
+        .env("GIT_COMMITTER_NAME", "kiln")
+        .env("GIT_COMMITTER_EMAIL", "kiln@example.net")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `kiln serve` on the rendered site `out/t` of `repo` (as
+/// `tiny_site` makes it), with its state under `repo/state` and `extra`
+/// flags.
+pub fn serve_tiny(repo: &Path, extra: &[&str]) -> Server {
+    let (plan, state) = (repo.join("out/t"), repo.join("state"));
+    let mut args = vec!["--plan", plan.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args, &repo.join("serve.log"))
+}
