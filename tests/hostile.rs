@@ -205,3 +205,44 @@ fn a_template_that_loops_without_output_runs_out_of_fuel() {
     );
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }
+
+/// A committed symlink that stays inside the revision reads its target,
+/// as in the working tree.
+#[test]
+fn kiln_diff_follows_a_committed_symlink_that_stays_inside() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "base"]);
+    std::fs::rename(
+        r.join("sites/lab/machines/talos.yaml"),
+        r.join("sites/lab/talos-machines.yaml.txt"),
+    )
+    .unwrap();
+    symlink("../talos-machines.yaml.txt", r.join("sites/lab/machines/talos.yaml")).unwrap();
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-qm", "the machines behind a link"]);
+    let run = kiln(r, &["diff", "--base", "HEAD~1", "--head", "HEAD", "--exit-code"]);
+    assert_eq!(
+        run.code, 0,
+        "the same machines render the same: {}{}",
+        run.stdout, run.stderr
+    );
+}
+
+/// The IPAM lock is read from out/<site>/ only when it really is there, not
+/// through a link under out/ to somewhere else.
+#[test]
+fn a_lock_behind_a_link_under_out_is_not_read() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    copy_tree(&r.join("out/lab"), elsewhere.path(), false);
+    // A "lock" elsewhere that kiln would choke on (and print) if it read it.
+    std::fs::write(elsewhere.path().join("ipam.lock.yaml"), "not: [a lock\n").unwrap();
+    std::fs::remove_dir_all(r.join("out/lab")).unwrap();
+    symlink(elsewhere.path(), r.join("out/lab")).unwrap();
+    let run = kiln(r, &["validate", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -100,6 +100,11 @@ impl Source for Worktree {
         if !std::fs::metadata(&path).ok()?.is_file() || std::fs::symlink_metadata(&path).ok()?.is_symlink() {
             return None;
         }
+        // Nor through a link under out/ (`out/lab -> /elsewhere`).
+        let out = self.out_dir.canonicalize().ok()?;
+        if !path.canonicalize().ok()?.starts_with(out) {
+            return None;
+        }
         let text = std::fs::read_to_string(&path).ok()?;
         Some((shown(&self.root, &path), text))
     }
