@@ -22,7 +22,7 @@ use super::machines::{self, Boot, Events, LiveRun};
 use super::metrics::{Counter, Gauge};
 use super::plan::{step, ActivePlan};
 use super::{artifacts, clock, log, secrets, store, App};
-use kiln_plan::{ErrorAnswer, Mac, MachineList};
+use kiln_plan::{ErrorAnswer, Mac, MachineList, MachineState, ReportAnswer, ReprovisionDone, ReprovisionPending};
 
 /// The OpenAPI document of these endpoints.
 pub(crate) const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
@@ -330,7 +330,12 @@ async fn facts(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body
         machines::report(t, &run, &snapshot, &digest, events)
     })
     .await?;
-    Ok(Json(json!({"machine": machine, "run": run_id, "state": state})).into_response())
+    Ok(Json(ReportAnswer {
+        machine,
+        run: run_id,
+        state,
+    })
+    .into_response())
 }
 
 /// Operator endpoints need the operator's bearer token.
@@ -423,8 +428,12 @@ async fn reprovision(
         if let Ok(mut c) = app.confirmations.lock() {
             c.insert(name.clone(), (token.clone(), now + 60));
         }
-        let next = "POST again with {\"confirm\": \"<token>\"} within 60 seconds";
-        let body = json!({"machine": name, "confirm": token, "expiresInSeconds": 60, "next": next});
+        let body = ReprovisionPending {
+            machine: name,
+            confirm: token,
+            expires_in_seconds: 60,
+            next: "POST again with {\"confirm\": \"<token>\"} within 60 seconds".into(),
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     };
     let valid = app
@@ -444,7 +453,11 @@ async fn reprovision(
         machines::reprovision(t, &machine, &digest, events)
     })
     .await?;
-    Ok(Json(json!({"machine": name, "state": "new"})).into_response())
+    Ok(Json(ReprovisionDone {
+        machine: name,
+        state: MachineState::New,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,5 @@
-//! The operator API's answers that clients (`kiln status`) read.
+//! The executor's answers that clients read: the operator API's (`kiln
+//! status`) and the agents' (an installer's report).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,4 +33,30 @@ pub struct MachineSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorAnswer {
     pub error: String,
+}
+
+/// `POST /v1/agents/facts`: where the report left the machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportAnswer {
+    pub machine: String,
+    pub run: i64,
+    pub state: MachineState,
+}
+
+/// `POST /v1/machines/{name}/reprovision` without a confirmation: the token
+/// to send back, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReprovisionPending {
+    pub machine: String,
+    pub confirm: String,
+    pub expires_in_seconds: u64,
+    pub next: String,
+}
+
+/// `POST /v1/machines/{name}/reprovision` with the confirmation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReprovisionDone {
+    pub machine: String,
+    pub state: MachineState,
 }
