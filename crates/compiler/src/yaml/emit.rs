@@ -13,8 +13,10 @@ pub fn to_yaml(value: &Value) -> String {
     match value {
         Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
         Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
+        // A top-level block scalar is indented too: YAML 1.1 readers
+        // require it.
         scalar => {
-            write_scalar(&mut out, scalar, 0);
+            write_scalar(&mut out, scalar, 2);
             out.push('\n');
         }
     }
@@ -27,11 +29,24 @@ fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usi
         if i > 0 || !out.ends_with("- ") {
             pad(out, indent);
         }
-        write_string(out, key, indent, true);
+        let mut written = String::new();
+        write_string(&mut written, key, indent, true);
+        if written.chars().count() < IMPLICIT_KEY_LIMIT {
+            out.push_str(&written);
+        } else {
+            out.push_str("? ");
+            out.push_str(&written);
+            out.push('\n');
+            pad(out, indent);
+        }
         out.push(':');
         write_child(out, value, indent);
     }
 }
+
+/// YAML readers look for the `:` of an implicit key within 1024
+/// characters; a longer key is written explicitly (`? key` then `: value`).
+const IMPLICIT_KEY_LIMIT: usize = 1024;
 
 fn write_seq(out: &mut String, items: &[Value], indent: usize) {
     for (i, item) in items.iter().enumerate() {
@@ -200,11 +215,29 @@ fn looks_numeric(s: &str) -> bool {
 
 fn looks_like_date(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 10
+    let long_form = b.len() >= 10
         && b[..4].iter().all(u8::is_ascii_digit)
         && b[4] == b'-'
         && b[5..7].iter().all(u8::is_ascii_digit)
-        && b[7] == b'-'
+        && b[7] == b'-';
+    long_form || looks_like_short_timestamp(s)
+}
+
+/// YAML 1.1's timestamp with a one-digit month or day and a time
+/// (`2001-1-1 1:11:11`, `2001-1-1t1:11:11`): `YYYY-M-D` then `T`, `t` or
+/// blanks.
+fn looks_like_short_timestamp(s: &str) -> bool {
+    let mut parts = s.splitn(3, '-');
+    let (Some(year), Some(month), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits =
+        |t: &str, n: std::ops::RangeInclusive<usize>| n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits(year, 4..=4)
+        && digits(month, 1..=2)
+        && (1..=2).contains(&day_len)
+        && rest[day_len..].starts_with(['T', 't', ' ', '\t'])
 }
 
 #[cfg(test)]

@@ -341,9 +341,12 @@ fn number(text: &str) -> Option<Result<Number, ()>> {
         return Some(Ok(Number::from(n)));
     }
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(match text.parse::<i64>() {
-            Ok(n) => Ok(Number::from(n)),
-            Err(_) => text.parse::<f64>().ok().and_then(Number::from_f64).ok_or(()),
+        // An integer too big for i64 may still fit u64 before it falls back
+        // to a float.
+        return Some(match (text.parse::<i64>(), text.parse::<u64>()) {
+            (Ok(n), _) => Ok(Number::from(n)),
+            (_, Ok(n)) => Ok(Number::from(n)),
+            _ => text.parse::<f64>().ok().and_then(Number::from_f64).ok_or(()),
         });
     }
     if matches!(digits, ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN") {
