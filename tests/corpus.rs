@@ -115,7 +115,7 @@ fn two_renders_at_once_are_serialised() {
     lock.lock().unwrap();
     let path = r.to_path_buf();
     let render = std::thread::spawn(move || kiln(&path, &["render"]));
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     assert!(
         !r.join("out/lab/plan.json").exists(),
         "rendered while another held out/"

@@ -69,8 +69,11 @@ fn slow_clients_are_closed_at_the_header_deadline_and_boots_go_on() {
         times.push(started.elapsed());
     }
     times.sort();
+    // Starved, a boot would wait for the 2 s header deadline; answered, it
+    // takes milliseconds (a quiet run: well under 100 ms). The bound leaves
+    // room for a loaded CI machine.
     assert!(
-        times[times.len() / 2] < Duration::from_millis(100),
+        times[times.len() / 2] < Duration::from_millis(500),
         "median boot {:?}",
         times[10]
     );
