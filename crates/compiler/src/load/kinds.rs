@@ -348,6 +348,12 @@ pub struct TalosRequirements {
     /// `/var/lib/longhorn`. kiln adds them to the cluster's Talos configs.
     #[serde(default)]
     pub kubelet_mounts: Vec<String>,
+    /// Talos machine config patches (RFC 6902 operations: `op` `add`,
+    /// `replace` or `remove`, a `path` into the machine config, a `value`),
+    /// e.g. a kernel module or a sysctl. kiln adds them to the cluster's
+    /// TalosControlPlane and TalosConfigTemplate.
+    #[serde(default)]
+    pub config_patches: Vec<serde_json::Value>,
 }
 
 /// The kinds kiln reads, in the order `kiln schema` lists them.

@@ -224,6 +224,7 @@ fn requirements(model: &ClusterModel, values: &Map<String, Value>) -> Result<Val
         .unwrap_or_default();
     let mut diags = Diagnostics::default();
     let mut mounts: Vec<&str> = Vec::new();
+    let mut patches: Vec<Value> = Vec::new();
     for (i, recipe) in model.recipes.iter().enumerate() {
         let talos = &recipe.object.spec.requires.talos;
         for extension in talos.extensions.iter().filter(|e| !declared.contains(&e.as_str())) {
@@ -237,6 +238,11 @@ fn requirements(model: &ClusterModel, values: &Map<String, Value>) -> Result<Val
                 ),
             ));
         }
+        for patch in super::recipe_needs::config_patches(recipe, &mut diags) {
+            if !patches.contains(&patch) {
+                patches.push(patch);
+            }
+        }
         for mount in &talos.kubelet_mounts {
             if !mounts.contains(&mount.as_str()) {
                 mounts.push(mount);
@@ -247,7 +253,8 @@ fn requirements(model: &ClusterModel, values: &Map<String, Value>) -> Result<Val
         .into_iter()
         .map(|m| json!({"destination": m, "type": "bind", "source": m, "options": ["bind", "rshared", "rw"]}))
         .collect();
-    diags.finish(json!({"kubeletMounts": mounts}))
+    super::recipe_needs::conflicting_patches(model, &patches, &mut diags);
+    diags.finish(json!({"kubeletMounts": mounts, "configPatches": patches}))
 }
 
 fn describe(resource: &Value) -> String {

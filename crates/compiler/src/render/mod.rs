@@ -4,6 +4,7 @@
 pub(crate) mod cluster;
 pub(crate) mod envsubst;
 pub(crate) mod patch;
+mod recipe_needs;
 pub mod settings;
 pub(crate) mod site;
 pub mod templates;

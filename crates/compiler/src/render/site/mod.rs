@@ -5,6 +5,7 @@
 mod addresses;
 mod dhcp;
 mod dns;
+mod served;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -297,6 +298,7 @@ fn step_files(
         .map(|t| (format!("{bp_dir}{t}"), install_file_name(t)));
     let context = machine_context(site, m, blueprint, install.as_ref().map(|(_, f)| f.as_str()));
     let context = minijinja::context! { values => shared.values(m, blueprint), ..context.into_jinja() };
+    let served_as = install.as_ref().map(|(_, f)| f.clone());
     let subject = format!("machine {name} of site {}", site.name());
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
@@ -311,6 +313,15 @@ fn step_files(
         }
         match cx.engine.render(&template, &context, &subject, &cx.repo.files) {
             Ok(text) => {
+                diags.extend(served::problems(&served::Rendered {
+                    site,
+                    blueprint,
+                    template: &template,
+                    template_text: cx.repo.files.get(&template).map(|t| &**t),
+                    field,
+                    text: &text,
+                    install_file: served_as.as_deref(),
+                }));
                 let origin = Origin {
                     template: Some(template),
                     values: ValuesOf::Machine {

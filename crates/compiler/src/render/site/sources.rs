@@ -73,7 +73,7 @@ pub(super) fn problems(site: &SiteModel, values: &Map<String, Value>) -> Vec<(St
 
 /// Whether `source` lies under the declared prefix `declared` (URLs compare
 /// case-sensitively, UNC paths without case).
-fn under(source: &str, declared: &str) -> bool {
+pub(super) fn under(source: &str, declared: &str) -> bool {
     if declared.starts_with(r"\\") {
         let (s, d) = (source.to_ascii_lowercase(), declared.to_ascii_lowercase());
         let d = d.trim_end_matches('\\');
