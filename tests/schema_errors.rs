@@ -198,6 +198,30 @@ fn problems_in_two_documents_of_one_file_are_all_reported() {
 }
 
 #[test]
+fn site_problems() {
+    let f = Failure::of(
+        SITE,
+        &[
+            ("  domain:", "  domian:"),
+            ("      gateway: 10.20.0.1", "      gatway: 10.20.0.1"),
+            ("      vlan: 30", "      vlan: thirty"),
+            // Inside an optional mapping (`dhcp` may be absent).
+            ("    servers: [", "    servrs: ["),
+        ],
+    );
+    f.assert_errors(&[
+        f.error("domian:", "domian", &typo("domian", "domain")),
+        f.error("gatway:", "gatway", &typo("gatway", "gateway")),
+        f.error(
+            "vlan: thirty",
+            "thirty",
+            "vlan has the wrong type: expected an integer, found a string",
+        ),
+        f.error("servrs:", "servrs", &typo("servrs", "servers")),
+    ]);
+}
+
+#[test]
 fn blueprint_problems() {
     let f = Failure::of(
         BLUEPRINT,
@@ -213,6 +237,34 @@ fn blueprint_problems() {
         f.error("sha265:", "sha265", &typo("sha265", "sha256")),
         f.error("ipxee:", "ipxee", &typo("ipxee", "ipxe")),
     ]);
+}
+
+#[test]
+fn cluster_problems() {
+    let f = Failure::of(
+        CLUSTER,
+        &[
+            ("  kubernetesVersion:", "  kubernetesVerison:"),
+            ("    replicas: 3\n    cpu: 4", "    replica: 3\n    cpu: \"4\""),
+            // Inside a patch (one of `patch` or `ops`).
+            ("        kind: MachineDeployment", "        knd: MachineDeployment"),
+        ],
+    );
+    f.assert_errors(&[
+        f.error(
+            "kubernetesVerison:",
+            "kubernetesVerison",
+            &typo("kubernetesVerison", "kubernetesVersion"),
+        ),
+        f.error("replica: 3", "replica", &typo("replica", "replicas")),
+        f.error(
+            "cpu: \"4\"",
+            "\"4\"",
+            "cpu has the wrong type: expected an integer, found a string",
+        ),
+        f.error("knd:", "knd", &typo("knd", "kind")),
+    ]);
+    insta::assert_snapshot!("cluster-several", f.stderr);
 }
 
 #[test]
