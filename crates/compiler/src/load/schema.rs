@@ -47,7 +47,8 @@ impl Validators {
             )]);
         }
         let (schema, validator) = &self.by_kind[&kind];
-        let found: Vec<ValidationError> = validator.iter_errors(&doc.value).collect();
+        let all: Vec<ValidationError> = validator.iter_errors(&doc.value).collect();
+        let found: Vec<&ValidationError> = all.iter().flat_map(leaves).collect();
         // A missing field that a typo of it explains is not reported twice.
         let meant: Vec<(String, String)> = found
             .iter()
@@ -72,7 +73,7 @@ impl Validators {
             _ => false,
         };
         let mut errors: Vec<Diagnostic> = found
-            .iter()
+            .into_iter()
             .filter(|e| !explained(e))
             .flat_map(|e| diagnostics(file, doc, schema, e))
             .collect();
@@ -86,10 +87,30 @@ impl Validators {
     }
 }
 
+/// The errors to report for one validation error. An optional field's
+/// schema is "this or null" (`anyOf`): when the value is plainly meant for
+/// one branch (every other branch fails only on its type), every problem
+/// inside that branch is reported, each at its node.
+fn leaves<'e>(error: &'e ValidationError<'e>) -> Vec<&'e ValidationError<'e>> {
+    let at = error.instance_path().as_str();
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } = error.kind() {
+        let wrong_type = |e: &ValidationError| {
+            matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.instance_path().as_str() == at
+        };
+        let mut meant = context
+            .iter()
+            .filter(|branch| !(branch.len() == 1 && wrong_type(&branch[0])));
+        if let (Some(branch), None) = (meant.next(), meant.next()) {
+            return branch.iter().flat_map(leaves).collect();
+        }
+    }
+    vec![error]
+}
+
 fn diagnostics(file: &str, doc: &Document, schema: &Value, error: &ValidationError) -> Vec<Diagnostic> {
     let at = error.instance_path().as_str();
-    // An optional field's schema is "this or null": the interesting error
-    // is the deepest one inside the branches.
+    // No branch is plainly meant (see `leaves`): the interesting error is
+    // the deepest one inside the branches.
     if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } = error.kind() {
         let deepest = context
             .iter()
