@@ -50,10 +50,11 @@ fn the_v1beta1_setting_keeps_the_old_bytes() {
     insta::assert_snapshot!("clusters-v1beta1", text);
 }
 
-/// An unknown version is an input error naming the setting, not a silent
-/// fallback.
+/// An unknown version is an input error at the line that set it (a
+/// cluster's values, a site's values, the command line), not a silent
+/// fallback; a site's mistake is reported once, not once per cluster.
 #[test]
-fn an_unknown_capi_version_is_an_input_error() {
+fn an_unknown_capi_version_is_an_input_error_where_it_was_set() {
     let err = render_fails(|r| {
         edit(
             r,
@@ -63,9 +64,53 @@ fn an_unknown_capi_version_is_an_input_error() {
         )
     });
     assert!(
-        err.contains("sites/eu/clusters/prod-aws.yaml:")
-            && err.contains("values.capi: unknown variant `v1beta3`, expected `v1beta2` or `v1beta1`"),
+        err.starts_with(
+            "error: sites/eu/clusters/prod-aws.yaml:24:24: values.capi: unknown variant `v1beta3`, \
+             expected `v1beta2` or `v1beta1`"
+        ),
         "{err}"
+    );
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/eu/site.yaml",
+            "  values: {}",
+            "  values:\n    capi:\n      apiVersion: v1alpha1",
+        )
+    });
+    assert!(
+        err.starts_with("error: sites/eu/site.yaml:10:19: values.capi: unknown variant `v1alpha1`"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("error:").count(),
+        1,
+        "one error for the site's two clusters: {err}"
+    );
+
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/us/site.yaml",
+            "  values: {}",
+            "  values:\n    capi:\n      apiVersoin: v1beta1",
+        )
+    });
+    assert!(
+        err.starts_with("error: sites/us/site.yaml:10:7: values.capi: unknown field `apiVersoin`"),
+        "{err}"
+    );
+
+    let repo = example_copy(false);
+    let run = kiln(repo.path(), &["render", "--set", "capi.apiVersion=V1beta2"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("error: --set capi.apiVersion=V1beta2: values.capi: unknown variant `V1beta2`"),
+        "{}",
+        run.stderr
     );
 }
 

@@ -63,6 +63,27 @@ pub(crate) fn template_files<'a>(cx: &Context<'a>, provider: &str) -> Vec<(&'a s
     files
 }
 
+/// A bad `values.capi`, pointed at the line of the top layer that set
+/// `capi.apiVersion` (else `capi`): a site's or cluster's values, a `-f`
+/// file or `--set`; the same for every cluster of a site, so it is reported
+/// once.
+fn capi_error(cx: &Context, model: &ClusterModel, e: serde_json::Error) -> Diagnostics {
+    let message = format!(
+        "values.capi: {e} (`v1beta2` for Cluster API v1.11 and later, `v1beta1` for older management clusters)"
+    );
+    let layers = cx.cluster_layers(model);
+    let set = |pointer: &str| {
+        layers
+            .iter()
+            .rev()
+            .find(|l| l.name != "built-in" && l.doc.value.pointer(pointer).is_some())
+    };
+    match set("/capi/apiVersion").or_else(|| set("/capi")) {
+        Some(l) => Diagnostic::new(&l.file, l.doc.locate("/capi/apiVersion", false), message).into(),
+        None => model.input.error("/spec", true, message).into(),
+    }
+}
+
 /// A rendered Kubernetes resource and the directory it lands in.
 struct Resource {
     dir: &'static str,
@@ -80,7 +101,8 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
     let values = cx.cluster_values(model);
     let setting_error = |e: String| Diagnostics::from(input.error("/spec", true, e));
     let defaults: ClusterDefaults = settings::read(&values, "clusterDefaults").map_err(setting_error)?;
-    let capi: settings::Capi = settings::read(&values, "capi").map_err(setting_error)?;
+    let capi: settings::Capi = serde_json::from_value(values.get("capi").cloned().unwrap_or(Value::Null))
+        .map_err(|e| capi_error(cx, model, e))?;
     let requirements = requirements(model, &values)?;
     vip_outside_pool(model, &values)?;
     let pool = |p: &Option<NodePool>, default: &Pool| {
