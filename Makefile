@@ -16,7 +16,7 @@ demo: build
 # Installs the checkers the tests run against, then runs every test.
 test: deps
 	@mkdir -p target
-	$(CARGO) test --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
+	$(CARGO) test --workspace --no-fail-fast 2>&1 | tee target/test.log; exit $${PIPESTATUS[0]}
 
 lint:
 	$(CARGO) fmt --all -- --check
