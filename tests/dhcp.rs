@@ -70,11 +70,13 @@ impl Net {
         ip(&["-n", &self.client, "link", "set", &self.client_if, "address", mac]);
     }
 
-    /// Starts a server inside the server namespace.
-    fn serve(&self, command: &[&str], log: &Path) -> Child {
+    /// Starts a server inside the server namespace, with these extra
+    /// environment variables.
+    fn serve(&self, command: &[&str], env: &[(&str, &Path)], log: &Path) -> Child {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server])
             .args(command)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
             .spawn()
@@ -84,8 +86,10 @@ impl Net {
     }
 
     /// One DHCP exchange as a client with these extra udhcpc options; the
-    /// lease's variables (ip, boot_file, hostname, ...).
-    fn ask(&self, dir: &Path, options: &[&str]) -> BTreeMap<String, String> {
+    /// lease's variables (ip, boot_file, hostname, ...). Without a lease the
+    /// test fails with what the server `name` logged (`dir/name.log`,
+    /// `dir/name.err`), which is where a server says why it did not start.
+    fn ask(&self, dir: &Path, name: &str, options: &[&str]) -> BTreeMap<String, String> {
         let lease = dir.join("lease.env");
         let _ = std::fs::remove_file(&lease);
         let script = dir.join("udhcpc.sh");
@@ -115,7 +119,14 @@ impl Net {
             .stderr(Stdio::null())
             .status()
             .expect("busybox (busybox-static) is needed");
-        assert!(status.success(), "no lease for {options:?}");
+        if !status.success() {
+            let log = |ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap_or_default();
+            panic!(
+                "{name}: no lease for {options:?}; its output:\n{}{}",
+                log("log"),
+                log("err")
+            );
+        }
         std::fs::read_to_string(&lease)
             .unwrap()
             .lines()
@@ -163,10 +174,14 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     let dhcp = r.join("out/d/dhcp");
     let net = Net::new();
     // What a site's Kea needs when systemd does not make it (docs/sites.md):
-    // the lease file's directory, and /run/kea for its PID file and socket.
-    std::fs::create_dir_all(r.join("kea")).unwrap();
-    std::fs::create_dir_all("/run/kea").unwrap();
+    // the lease file's directory, and a directory for its PID file and its
+    // logger's lock file. All of it lives in this test's temporary directory,
+    // so the test needs no /var/lib/kea or /run/kea, and two runs at once (or
+    // a PID file a killed Kea left behind) cannot stop each other's Kea.
+    let kea_dir = r.join("kea");
+    std::fs::create_dir_all(&kea_dir).unwrap();
     std::fs::write(r.join("dhcpd.leases"), "").unwrap();
+    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
     let servers: Vec<(&str, Vec<String>)> = vec![
         (
             "dnsmasq",
@@ -203,7 +218,8 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     ];
     for (name, command) in servers {
         let command: Vec<&str> = command.iter().map(String::as_str).collect();
-        let mut server = net.serve(&command, &r.join(format!("{name}.log")));
+        let env = if name == "kea" { kea_env } else { &[] };
+        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
         net.client_mac("52:54:00:00:00:01");
         let expect = [
             (IPXE, "http://198.18.0.2:8080/menu.ipxe"),
@@ -212,7 +228,7 @@ fn every_dhcp_server_boots_every_kind_of_client() {
             (BIOS, "undionly.kpxe"),
         ];
         for (client, boot_file) in expect {
-            let lease = net.ask(r, client);
+            let lease = net.ask(r, name, client);
             assert_eq!(
                 lease.get("boot_file").map(String::as_str),
                 Some(boot_file),
@@ -229,7 +245,7 @@ fn every_dhcp_server_boots_every_kind_of_client() {
             );
         }
         net.client_mac("52:54:00:99:99:99");
-        let lease = net.ask(r, IPXE);
+        let lease = net.ask(r, name, IPXE);
         let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
         assert!(
             lease["ip"].starts_with("198.18.0.") && (100..=150).contains(&last),
