@@ -35,8 +35,11 @@ bench-serve: build
 # The README's two commands in a fresh clone of HEAD, with an empty target
 # directory and a new HOME (the toolchain stays where rustup put it), timed.
 # Catches what works here only because of something left on this machine.
+# PURGE=1 also removes what .ci/deps installs before `make test`, so that
+# the installs are tested too (it changes the machine for everyone on it).
+PURGE ?=
 fresh-check:
-	bash .ci/fresh-check
+	KILN_FRESH_PURGE=$(PURGE) bash .ci/fresh-check
 
 # Supply chain: licences, bans of duplicate versions and sources (crates.io
 # only) with cargo-deny, per deny.toml. The advisories check needs the
