@@ -42,7 +42,15 @@ fn main() {
     let mut f = fs::File::create(out).unwrap();
     writeln!(f, "const STARTER_FILES: &[(&str, &[u8])] = &[").unwrap();
     for (rel, file) in entries {
-        writeln!(f, "    ({rel:?}, include_bytes!({:?})),", file.display().to_string()).unwrap();
+        // Relative to the manifest, so a target directory shared between
+        // checkouts never points at another checkout's files.
+        let from_root = file.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+        writeln!(
+            f,
+            "    ({rel:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),",
+            format!("/{from_root}")
+        )
+        .unwrap();
     }
     writeln!(f, "];").unwrap();
 }
