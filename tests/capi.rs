@@ -29,12 +29,7 @@ fn cluster_files(out: &std::path::Path) -> BTreeMap<String, String> {
 fn the_v1beta1_setting_keeps_the_old_bytes() {
     let repo = example_copy(false);
     // CAPMOX's version is the Proxmox provider's own setting.
-    edit(
-        repo.path(),
-        "sites/lab/clusters/edge-proxmox.yaml",
-        "  values:\n",
-        "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
-    );
+    proxmox_at_v1alpha1(repo.path());
     edit(
         repo.path(),
         "sites/lab/clusters/edge-proxmox.yaml",

@@ -97,12 +97,7 @@ fn rendered_manifests_validate_against_upstream_schemas() {
 #[test]
 fn older_api_versions_validate_too() {
     let repo = example_copy(false);
-    edit(
-        repo.path(),
-        "sites/lab/clusters/edge-proxmox.yaml",
-        "  values:\n",
-        "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
-    );
+    proxmox_at_v1alpha1(repo.path());
     let run = kiln(repo.path(), &["render", "--set", "capi.apiVersion=v1beta1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = repo.path().join("out");

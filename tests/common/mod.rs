@@ -318,3 +318,14 @@ pub fn serve_tiny(repo: &Path, extra: &[&str]) -> Server {
     args.extend_from_slice(extra);
     Server::start(&args, &repo.join("serve.log"))
 }
+
+/// Sets the example's Proxmox cluster to CAPMOX v1alpha1, the setting for
+/// management clusters with CAPMOX before v0.8.
+pub fn proxmox_at_v1alpha1(repo: &Path) {
+    edit(
+        repo,
+        "sites/lab/clusters/edge-proxmox.yaml",
+        "  values:\n",
+        "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
+    );
+}

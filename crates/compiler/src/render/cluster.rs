@@ -17,6 +17,7 @@ use crate::layout::{Origin, ValuesOf};
 use crate::load::kinds::{Cluster, NodePool};
 use crate::load::Input;
 use crate::resolve::cluster::ClusterModel;
+use crate::resolve::net::{parse_ip, IpRange};
 use crate::yaml::{parse_values, to_yaml, Pos};
 use kiln_plan::OutputKind;
 
@@ -201,10 +202,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
 /// address pool (`values.proxmox.network.addresses`) also hands out would
 /// one day be given to a VM: refused.
 fn vip_outside_pool(model: &ClusterModel, values: &Map<String, Value>) -> Result<(), Diagnostics> {
-    let Some(vip) = values["controlPlaneVIP"]
-        .as_str()
-        .and_then(|v| v.parse::<std::net::Ipv4Addr>().ok())
-    else {
+    let Some(vip) = values["controlPlaneVIP"].as_str().and_then(|v| parse_ip(v).ok()) else {
         return Ok(());
     };
     let pools = values["proxmox"]["network"]["addresses"]
@@ -212,15 +210,7 @@ fn vip_outside_pool(model: &ClusterModel, values: &Map<String, Value>) -> Result
         .into_iter()
         .flatten();
     for pool in pools.filter_map(Value::as_str) {
-        let inside = match pool.split_once('-') {
-            Some((a, b)) => {
-                matches!((a.parse::<std::net::Ipv4Addr>(), b.parse::<std::net::Ipv4Addr>()), (Ok(a), Ok(b)) if a <= vip && vip <= b)
-            }
-            None => match crate::resolve::net::Ipv4Net::parse(pool) {
-                Ok(net) => net.contains(vip),
-                Err(_) => pool.parse::<std::net::Ipv4Addr>() == Ok(vip),
-            },
-        };
+        let inside = IpRange::parse_any(pool).is_some_and(|r| r.contains(vip));
         if inside {
             return Err(Diagnostics::from(model.input.error(
                 "/spec/values",

@@ -78,7 +78,33 @@ pub struct IpRange {
     pub end: Ipv4Addr,
 }
 
+/// The host of a `scheme://host[:port]/...` URL, if it names one.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    (!host.is_empty()).then_some(host)
+}
+
 impl IpRange {
+    /// `START-END`, a CIDR network, or one address, as a range.
+    pub fn parse_any(text: &str) -> Option<IpRange> {
+        if let Some((a, b)) = text.split_once('-') {
+            return Some(IpRange {
+                start: parse_ip(a).ok()?,
+                end: parse_ip(b).ok()?,
+            });
+        }
+        if let Ok(net) = Ipv4Net::parse(text) {
+            return Some(IpRange {
+                start: net.addr,
+                end: net.broadcast(),
+            });
+        }
+        let ip = parse_ip(text).ok()?;
+        Some(IpRange { start: ip, end: ip })
+    }
+
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         self.start <= ip && ip <= self.end
     }

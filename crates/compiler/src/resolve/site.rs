@@ -317,16 +317,10 @@ fn site_model<'a>(
 
 /// The host part of the boot server URL.
 fn boot_server_host(url: &str) -> Result<&str, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("bootServer `{url}` must be an http:// or https:// URL"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    if host.is_empty() {
-        return Err(format!("bootServer `{url}` names no host"));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("bootServer `{url}` must be an http:// or https:// URL"));
     }
-    Ok(host)
+    super::net::url_host(url).ok_or_else(|| format!("bootServer `{url}` names no host"))
 }
 
 /// Parses the address at `pointer`; `fits` says whether it may stand there

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value};
 
 use super::lookup;
+use crate::resolve::net::url_host;
 use crate::resolve::site::SiteModel;
 
 /// Reads the address out of a value's text.
@@ -18,13 +19,6 @@ const ADDRESSES: &[(&str, HostOf)] = &[("talos.endpoint", url_host), ("talos.vip
 
 fn itself(text: &str) -> Option<&str> {
     Some(text)
-}
-
-/// The host of an `https://host:port/...` URL.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let host = rest.split(['/', '?']).next()?;
-    Some(host.rsplit_once(':').map_or(host, |(h, _)| h))
 }
 
 /// Every address in `values` that lies in a pool or DHCP range of `site`:
