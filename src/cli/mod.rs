@@ -5,6 +5,7 @@
 //! Modules: `session` (what commands that read the repository share),
 //! `failure` (errors and exit codes), and one module per command.
 
+mod client;
 mod diff;
 mod explain;
 mod failure;
@@ -76,6 +77,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show the machines of a running executor by state.
     Status(status::StatusArgs),
+    /// Download a running executor's diagnostics bundle (admin).
+    Diag(serve::DiagArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -188,7 +191,8 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_termina
         Command::Validate(args) => render::validate(&session()?, args, stdout),
         Command::Diff(args) => diff::diff(&session()?, args, stdout, stdout_is_terminal),
         Command::Explain(args) => explain::explain(&session()?, args, stdout),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => serve::serve(args, stdout),
+        Command::Diag(args) => serve::diag(args, stdout),
         Command::Status(args) => status::run(args, stdout),
         Command::Completions { shell } => completions(shell, stdout),
         Command::Man => man(stdout),

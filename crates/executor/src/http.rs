@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,35 +17,63 @@ use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
 use super::guard::BLOCK;
-use super::listener::Peer;
+use super::listener::{Peer, Scheme};
 use super::machines::{self, Boot, Events, LiveRun};
 use super::metrics::{Counter, Gauge};
+use super::operators::Role;
 use super::plan::{step, ActivePlan};
-use super::{artifacts, clock, log, secrets, store, App};
-use kiln_plan::{ErrorAnswer, Mac, MachineList, MachineState, ReportAnswer, ReprovisionDone, ReprovisionPending};
+use super::{artifacts, backup, clock, diag, history, log, secrets, store, Activation, App};
+use kiln_plan::{
+    ErrorAnswer, Mac, MachineList, MachineState, PlanActionDone, PlanActionPending, ReportAnswer, ReprovisionDone,
+    ReprovisionPending,
+};
 
 /// The OpenAPI document of these endpoints.
 pub(crate) const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
-pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// Which endpoints a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Surface {
+    /// Boot, agents, health: what machines on the provisioning network use.
+    Boot,
+    /// Those and the operator API.
+    All,
+}
+
+/// Bytes any request body other than a facts report may have.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
+    let facts_limit = DefaultBodyLimit::max(app.opts.connections.max_facts_bytes);
+    let mut router = Router::new()
         .route("/menu.ipxe", get(menu))
         .route("/boot/ipxe", get(boot))
         .route("/install/{token}/{file}", get(install))
         .route("/artifacts/{*path}", get(artifact))
-        .route("/v1/agents/facts", post(facts))
-        .route("/v1/machines", get(machines_list))
-        .route("/v1/machines/{name}", get(machine_get))
-        .route("/v1/machines/{name}/reprovision", post(reprovision))
-        .route("/v1/audit", get(audit))
-        .route("/v1/events", get(events))
+        .route("/v1/agents/facts", post(facts).layer(facts_limit))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.yaml",
-            get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
-        )
+        .route("/readyz", get(readyz));
+    if surface == Surface::All {
+        router = router
+            .route("/v1/machines", get(machines_list))
+            .route("/v1/machines/{name}", get(machine_get))
+            .route("/v1/machines/{name}/reprovision", post(reprovision))
+            .route("/v1/audit", get(audit))
+            .route("/v1/events", get(events))
+            .route("/v1/plans", get(plans_list))
+            .route("/v1/plans/rollback", post(plan_rollback))
+            .route("/v1/plans/unpin", post(plan_unpin))
+            .route("/v1/plans/{digest}/pin", post(plan_pin))
+            .route("/v1/backup", get(backup_download))
+            .route("/v1/diag", get(diag_download))
+            .route("/metrics", get(metrics))
+            .route(
+                "/openapi.yaml",
+                get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
+            );
+    }
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), guard_auth))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
@@ -163,14 +191,16 @@ fn plain(body: Vec<u8>, content_type: &'static str) -> Response {
         .into_response()
 }
 
-/// The URL machines reach this executor at.
-fn server_url(app: &App, headers: &HeaderMap) -> String {
+/// The URL machines reach this executor at: `--public-url`, or the scheme
+/// and Host they asked by.
+fn server_url(app: &App, scheme: Scheme, headers: &HeaderMap) -> String {
     if let Some(url) = &app.opts.public_url {
         return url.trim_end_matches('/').to_string();
     }
+    let scheme = scheme.0;
     match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@']) => format!("http://{host}"),
-        _ => format!("http://{}", app.opts.listen),
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@']) => format!("{scheme}://{host}"),
+        _ => format!("{scheme}://{}", app.opts.listen),
     }
 }
 
@@ -179,13 +209,13 @@ fn filled(content: &[u8], server: &str, token: &str, secrets: Option<&secrets::S
     secrets::fill(content, server, token, secrets).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))
 }
 
-async fn menu(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+async fn menu(State(app): State<Arc<App>>, Extension(scheme): Extension<Scheme>, headers: HeaderMap) -> Answer {
     let plan = active_plan(&app)?;
     let file = plan
         .file("boot/menu.ipxe")
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no menu"))?;
     Ok(plain(
-        filled(file, &server_url(&app, &headers), "", None)?,
+        filled(file, &server_url(&app, scheme, &headers), "", None)?,
         "text/plain; charset=utf-8",
     ))
 }
@@ -207,6 +237,7 @@ fn local_disk(reason: &str) -> Response {
 
 async fn boot(
     State(app): State<Arc<App>>,
+    Extension(scheme): Extension<Scheme>,
     headers: HeaderMap,
     query: Result<Query<BootQuery>, QueryRejection>,
 ) -> Answer {
@@ -241,7 +272,7 @@ async fn boot(
                 .and_then(|s| plan.file(&s.boot_script))
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
             Ok(plain(
-                filled(script, &server_url(&app, &headers), &token, None)?,
+                filled(script, &server_url(&app, scheme, &headers), &token, None)?,
                 "text/plain; charset=utf-8",
             ))
         }
@@ -274,6 +305,7 @@ fn content_type(file: &str) -> &'static str {
 
 async fn install(
     State(app): State<Arc<App>>,
+    Extension(scheme): Extension<Scheme>,
     headers: HeaderMap,
     Path((token, file)): Path<(String, String)>,
 ) -> Answer {
@@ -286,7 +318,7 @@ async fn install(
         .filter(|p| p.rsplit('/').next() == Some(file.as_str()))
         .and_then(|p| plan.file(p))
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "this run serves no such file"))?;
-    let body = filled(content, &server_url(&app, &headers), &token, Some(&app.secrets)).inspect_err(|e| {
+    let body = filled(content, &server_url(&app, scheme, &headers), &token, Some(&app.secrets)).inspect_err(|e| {
         log(&format!("cannot serve the install file of {}: {}", run.machine, e.1));
     })?;
     let digest = plan.digest.clone();
@@ -338,20 +370,34 @@ async fn facts(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body
     .into_response())
 }
 
-/// Operator endpoints need the operator's bearer token.
-fn operator(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = bearer(headers).unwrap_or_default();
-    match &app.operator_token {
-        Some(token) if constant_time_eq(token.as_bytes(), given.as_bytes()) => Ok(()),
-        Some(_) => Err(error(
+/// Operator endpoints need an operator's bearer token (401 otherwise) of a
+/// role that may do what is asked (403 otherwise). Returns the audit actor
+/// naming the operator: `operator:<name>`.
+fn operator(app: &App, headers: &HeaderMap, needs: Role) -> Result<String, ApiError> {
+    let operators = app.operators();
+    if operators.is_empty() {
+        return Err(error(
             StatusCode::UNAUTHORIZED,
-            "a valid operator bearer token is required",
-        )),
-        None => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "the operator API is off: start with --operator-token-file",
-        )),
+            "the operator API is off: start with --operators or --operator-token-file",
+        ));
     }
+    let given = bearer(headers).unwrap_or_default();
+    let who = operators
+        .authenticate(given)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a valid operator bearer token is required"))?;
+    if who.role < needs {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is {} {}; this needs the {} role",
+                who.name,
+                if who.role == Role::Admin { "an" } else { "a" },
+                who.role.as_str(),
+                needs.as_str()
+            ),
+        ));
+    }
+    Ok(format!("operator:{}", who.name))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -359,7 +405,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn machines_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
-    operator(&app, &headers)?;
+    operator(&app, &headers, Role::Viewer)?;
     let plan = active_plan(&app)?;
     let list = app
         .store
@@ -380,7 +426,7 @@ async fn machines_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answe
 }
 
 async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> Answer {
-    operator(&app, &headers)?;
+    operator(&app, &headers, Role::Viewer)?;
     let plan = active_plan(&app)?;
     let m = plan
         .machine(&name)
@@ -401,23 +447,17 @@ fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     String::deserialize(d).map(Some)
 }
 
-/// Two steps: the first call returns a confirmation token valid for 60 s,
-/// the second call, with it, reprovisions.
-async fn reprovision(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: axum::body::Bytes,
-) -> Answer {
-    operator(&app, &headers)?;
-    let plan = active_plan(&app)?;
-    if plan.machine(&name).is_none() {
-        return Err(error(StatusCode::NOT_FOUND, "no such machine in the plan"));
-    }
+/// Seconds a confirmation token lives.
+const CONFIRM_SECONDS: u64 = 60;
+
+/// The two steps of a destructive action: the first call (body `{}` or
+/// none) gets a confirmation token for `action` valid for 60 s; the second
+/// call, with it, goes ahead (`Ok(None)`).
+fn two_step(app: &App, action: &str, body: &[u8]) -> Result<Option<String>, ApiError> {
     let bad_body = || error(StatusCode::BAD_REQUEST, "the body must be {} or {\"confirm\": \"...\"}");
     let confirm = match body.is_empty() {
         true => Confirm::default(),
-        false => match serde_json::from_slice::<Value>(&body) {
+        false => match serde_json::from_slice::<Value>(body) {
             Ok(v @ Value::Object(_)) => serde_json::from_value::<Confirm>(v).map_err(|_| bad_body())?,
             _ => return Err(bad_body()),
         },
@@ -426,21 +466,16 @@ async fn reprovision(
     let Some(given) = confirm.confirm else {
         let token = machines::mint_token();
         if let Ok(mut c) = app.confirmations.lock() {
-            c.insert(name.clone(), (token.clone(), now + 60));
+            c.retain(|_, (_, expires)| *expires > now);
+            c.insert(action.to_string(), (token.clone(), now + CONFIRM_SECONDS as i64));
         }
-        let body = ReprovisionPending {
-            machine: name,
-            confirm: token,
-            expires_in_seconds: 60,
-            next: "POST again with {\"confirm\": \"<token>\"} within 60 seconds".into(),
-        };
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        return Ok(Some(token));
     };
     let valid = app
         .confirmations
         .lock()
         .ok()
-        .and_then(|mut c| c.remove(&name))
+        .and_then(|mut c| c.remove(action))
         .is_some_and(|(token, expires)| expires > now && constant_time_eq(token.as_bytes(), given.as_bytes()));
     if !valid {
         return Err(error(
@@ -448,9 +483,36 @@ async fn reprovision(
             "the confirmation token is wrong or expired; start again",
         ));
     }
+    Ok(None)
+}
+
+const CONFIRM_NEXT: &str = "POST again with {\"confirm\": \"<token>\"} within 60 seconds";
+
+/// Two steps: the first call returns a confirmation token valid for 60 s,
+/// the second call, with it, reprovisions.
+async fn reprovision(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let actor = operator(&app, &headers, Role::Operator)?;
+    let plan = active_plan(&app)?;
+    if plan.machine(&name).is_none() {
+        return Err(error(StatusCode::NOT_FOUND, "no such machine in the plan"));
+    }
+    if let Some(token) = two_step(&app, &format!("reprovision {name}"), &body)? {
+        let body = ReprovisionPending {
+            machine: name,
+            confirm: token,
+            expires_in_seconds: CONFIRM_SECONDS,
+            next: CONFIRM_NEXT.into(),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     let (digest, machine) = (plan.digest.clone(), name.clone());
     commit(&app, move |t, events| {
-        machines::reprovision(t, &machine, &digest, events)
+        machines::reprovision(t, &machine, &actor, &digest, events)
     })
     .await?;
     Ok(Json(ReprovisionDone {
@@ -458,6 +520,175 @@ async fn reprovision(
         state: MachineState::New,
     })
     .into_response())
+}
+
+/// The plans the executor keeps.
+async fn plans_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers, Role::Viewer)?;
+    let active = app.current_plan().map(|p| p.digest.clone());
+    let list = app
+        .store
+        .read(|c| history::list(c, active.as_deref()))
+        .map_err(internal)?;
+    Ok(Json(list).into_response())
+}
+
+fn plan_pending(action: String, token: String) -> Response {
+    let body = PlanActionPending {
+        action,
+        confirm: token,
+        expires_in_seconds: CONFIRM_SECONDS,
+        next: CONFIRM_NEXT.into(),
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// Activates the kept plan `digest` as `how` (pinned), or pins it when it
+/// is already in force; answers with both digests.
+async fn switch_plan(app: &App, digest: String, actor: String, how: Activation) -> Answer {
+    let previous = app.current_plan().map(|p| p.digest.clone());
+    if previous.as_deref() == Some(digest.as_str()) {
+        let (d, prev) = (digest.clone(), previous.clone().unwrap_or_default());
+        app.store
+            .write(move |t| {
+                history::set_pin(t, Some(&d))?;
+                store::audit(
+                    t,
+                    &actor,
+                    how.action(),
+                    None,
+                    json!({"previous": prev, "pinned": true}),
+                    &d,
+                )
+            })
+            .await
+            .map_err(internal)?;
+        log(&format!("{}: {digest} (already active)", how.action()));
+    } else {
+        let plan = app
+            .store
+            .read(|c| Ok(history::load(c, &digest)))
+            .map_err(internal)?
+            .map_err(|reason| {
+                error(
+                    StatusCode::CONFLICT,
+                    format!("plan {digest} cannot be served: {reason}"),
+                )
+            })?;
+        app.activate(Arc::new(plan), &actor, how).await.map_err(internal)?;
+    }
+    Ok(Json(PlanActionDone {
+        active: digest,
+        previous,
+        pinned: true,
+    })
+    .into_response())
+}
+
+/// Pins a kept plan (activating it when another is in force): a new
+/// `plan.json` then waits until it is unpinned. Two steps.
+async fn plan_pin(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let actor = operator(&app, &headers, Role::Admin)?;
+    let kept = app.store.read(|c| history::contains(c, &digest)).map_err(internal)?;
+    if !kept {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no such plan in the history; see GET /v1/plans",
+        ));
+    }
+    let action = format!("pin plan {digest}");
+    if let Some(token) = two_step(&app, &action, &body)? {
+        return Ok(plan_pending(action, token));
+    }
+    switch_plan(&app, digest, actor, Activation::Pin).await
+}
+
+/// Goes back to the plan activated before the one in force, and pins it.
+/// Two steps.
+async fn plan_rollback(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer {
+    let actor = operator(&app, &headers, Role::Admin)?;
+    let active = active_plan(&app)?.digest.clone();
+    let previous = app
+        .store
+        .read(|c| history::previous(c, &active))
+        .map_err(internal)?
+        .ok_or_else(|| error(StatusCode::CONFLICT, "the history holds no plan before the active one"))?;
+    let action = format!("roll back from plan {active} to plan {previous}");
+    if let Some(token) = two_step(&app, "rollback", &body)? {
+        return Ok(plan_pending(action, token));
+    }
+    switch_plan(&app, previous, actor, Activation::Rollback).await
+}
+
+/// Unpins: the executor follows `plan.json` again from its next check.
+async fn plan_unpin(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let actor = operator(&app, &headers, Role::Admin)?;
+    let active = app.current_plan().map(|p| p.digest.clone()).unwrap_or_default();
+    let digest = active.clone();
+    app.store
+        .write(move |t| {
+            history::set_pin(t, None)?;
+            store::audit(t, &actor, "plan unpinned", None, json!({}), &digest)
+        })
+        .await
+        .map_err(internal)?;
+    log(&format!("plan unpinned: {active}; following plan.json again"));
+    Ok(Json(PlanActionDone {
+        active,
+        previous: None,
+        pinned: false,
+    })
+    .into_response())
+}
+
+/// A consistent copy of the state database, taken while serving.
+async fn backup_download(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let actor = operator(&app, &headers, Role::Admin)?;
+    let dir = app.opts.state_dir.clone();
+    let bytes = tokio::task::spawn_blocking(move || backup::snapshot(&dir))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    let (digest, size) = (app.current_digest(), bytes.len());
+    app.store
+        .write(move |t| store::audit(t, &actor, "backup", None, json!({"bytes": size}), &digest))
+        .await
+        .map_err(internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.sqlite3"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The diagnostics bundle (`.tar.gz`), secrets and tokens redacted.
+async fn diag_download(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    let actor = operator(&app, &headers, Role::Admin)?;
+    let readyz = readiness(&app, app.current_plan().as_deref());
+    let metrics = metrics_text(&app);
+    let bundle = diag::live_bundle(&app, readyz, metrics).map_err(internal)?;
+    let digest = app.current_digest();
+    let size = bundle.len();
+    app.store
+        .write(move |t| store::audit(t, &actor, "diagnostics bundle", None, json!({"bytes": size}), &digest))
+        .await
+        .map_err(internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bundle,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -471,7 +702,7 @@ async fn audit(
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Answer {
-    operator(&app, &headers)?;
+    operator(&app, &headers, Role::Viewer)?;
     let Ok(Query(q)) = query else {
         return Err(error(StatusCode::BAD_REQUEST, "`since` and `limit` must be integers"));
     };
@@ -490,10 +721,23 @@ async fn audit(
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
-    operator(&app, &headers)?;
+    operator(&app, &headers, Role::Viewer)?;
+    // Each stream holds a slot until its client goes away.
+    let Ok(slot) = app.event_streams.clone().try_acquire_owned() else {
+        let mut refused = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event streams are open (--max-event-streams); try again later",
+        )
+        .into_response();
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));
+        return Ok(refused);
+    };
     let stream = tokio_stream::wrappers::BroadcastStream::new(app.store.events.subscribe())
         .filter_map(|e| e.ok())
-        .map(|e| {
+        .map(move |e| {
+            let _held = &slot;
             Ok::<_, Infallible>(
                 Event::default()
                     .event(e["type"].as_str().unwrap_or("event"))
@@ -503,14 +747,21 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-fn readiness(app: &App, plan: Option<&ActivePlan>) -> Value {
+pub(crate) fn readiness(app: &App, plan: Option<&ActivePlan>) -> Value {
     let r = app.readiness.lock();
-    let (activations, refusals, last) = r
-        .map(|r| (r.activations, r.refusals, r.last_refusal.clone()))
+    let (activations, refusals, last, held_back) = r
+        .map(|r| (r.activations, r.refusals, r.last_refusal.clone(), r.held_back.clone()))
         .unwrap_or_default();
+    let pinned = app.store.read(history::pinned).ok().flatten();
     json!({
         "ready": plan.is_some(),
-        "plan": plan.map(|p| json!({"site": p.plan.name, "digest": p.digest, "machines": p.plan.machines.len()})),
+        "plan": plan.map(|p| json!({
+            "site": p.plan.name,
+            "digest": p.digest,
+            "machines": p.plan.machines.len(),
+            "pinned": pinned.as_deref() == Some(p.digest.as_str()),
+        })),
+        "heldBack": held_back,
         "activations": activations,
         "refusals": refusals,
         "lastRefusal": last.map(|(at, reason)| json!({"at": clock::rfc3339(at), "reason": reason})),
@@ -528,8 +779,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let ready = readiness(&app, app.current_plan().as_deref());
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers, Role::Viewer)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics_text(&app),
+    )
+        .into_response())
+}
+
+/// The Prometheus exposition of the executor's counters and gauges.
+pub(crate) fn metrics_text(app: &App) -> String {
+    let ready = readiness(app, app.current_plan().as_deref());
     let by_state = |sql: &str| -> Vec<(String, i64)> {
         let query = |c: &rusqlite::Connection| {
             c.prepare(sql)?
@@ -544,7 +805,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         ready["activations"].as_u64().unwrap_or(0),
         ready["refusals"].as_u64().unwrap_or(0),
     );
-    let text = app.metrics.render(
+    app.metrics.render(
         &[
             Counter(
                 "kiln_plan_activations_total",
@@ -574,6 +835,5 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 by_state("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state"),
             ),
         ],
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    )
 }

@@ -1,8 +1,9 @@
 //! Accepting connections so that slow or abusive clients cannot starve the
 //! executor: a cap on concurrent connections (with a log line when it is
 //! reached), a deadline for a request's headers (slowloris), and caps on
-//! header size and count. Each connection's peer address reaches the
-//! handlers (for per-address limits).
+//! header size and count. Each connection's peer address and scheme reach
+//! the handlers (for per-address limits and the URLs machines are sent).
+//! With TLS, the handshake must also finish within the header deadline.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +18,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use tokio_rustls::TlsAcceptor;
+
 use super::clock::now;
 use super::log;
+use super::tls::Tls;
 
 /// How much of the executor one client may hold.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +34,10 @@ pub struct ConnectionLimits {
     /// Failed authentications an address may have in a minute before it
     /// is refused for a minute.
     pub max_auth_failures: u32,
+    /// Bytes a facts report may have.
+    pub max_facts_bytes: usize,
+    /// `/v1/events` streams open at once.
+    pub max_event_streams: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -38,6 +46,8 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(10),
             max_auth_failures: 20,
+            max_facts_bytes: 1024 * 1024,
+            max_event_streams: 32,
         }
     }
 }
@@ -46,13 +56,21 @@ impl Default for ConnectionLimits {
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// The scheme a request arrived by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Scheme(pub &'static str);
+
+/// Serves `router` on `listener` (over TLS when given) until `shutdown`
+/// resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let scheme = Scheme(if tls.is_some() { "https" } else { "http" });
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.config.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let last_full_log = AtomicU64::new(0);
     tokio::pin!(shutdown);
@@ -84,16 +102,29 @@ pub(crate) async fn serve(
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(scheme);
                 request
             });
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                .max_headers(MAX_HEADERS)
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            let _ = connection.await;
+                .max_headers(MAX_HEADERS);
+            let service = TowerToHyperService::new(service);
+            match acceptor {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    // A handshake that stalls is a slow client like any other.
+                    let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = handshake {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
             drop(slot);
         });
     }

@@ -430,7 +430,13 @@ pub(crate) fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut E
 }
 
 /// An operator asked (and confirmed) to install a machine again.
-pub(crate) fn reprovision(t: &Connection, machine: &str, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
+pub(crate) fn reprovision(
+    t: &Connection,
+    machine: &str,
+    actor: &str,
+    digest: &str,
+    events: &mut Events,
+) -> rusqlite::Result<()> {
     for (id,) in t
         .prepare_cached("SELECT id FROM runs WHERE machine = ?1 AND state = 'active'")?
         .query_map([machine], |r| Ok((r.get::<_, i64>(0)?,)))?
@@ -442,7 +448,7 @@ pub(crate) fn reprovision(t: &Connection, machine: &str, digest: &str, events: &
             machine,
             RunOutcome::Failed,
             Some("reprovisioned by an operator"),
-            "operator",
+            actor,
             digest,
             events,
         )?;
@@ -452,12 +458,12 @@ pub(crate) fn reprovision(t: &Connection, machine: &str, digest: &str, events: &
         "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL, fetched_generation = NULL WHERE name = ?1",
         [machine],
     )?;
-    audit(t, "operator", "reprovision", Some(machine), json!({}), digest)?;
+    audit(t, actor, "reprovision", Some(machine), json!({}), digest)?;
     set_state(
         t,
         machine,
         MachineState::New,
-        "operator",
+        actor,
         Some("reprovisioned"),
         digest,
         events,

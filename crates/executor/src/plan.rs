@@ -4,15 +4,16 @@
 //! serving.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use kiln_plan::{sha256_hex, Mac, OutputKind, Plan, PlannedMachine, StepName, WorkflowStep, PLAN_FILE};
+use kiln_plan::{sha256_hex, Mac, OutputKind, Plan, PlannedFile, PlannedMachine, StepName, WorkflowStep, PLAN_FILE};
 
 /// A verified plan, held in memory.
 pub(crate) struct ActivePlan {
     /// SHA-256 of `plan.json`: names the plan in audit records.
     pub digest: String,
+    /// `plan.json` as read.
+    pub raw: Arc<[u8]>,
     pub plan: Plan,
     files: HashMap<String, Arc<[u8]>>,
     by_mac: HashMap<Mac, usize>,
@@ -24,9 +25,19 @@ pub(crate) struct ActivePlan {
 impl ActivePlan {
     /// Reads `dir/plan.json` and every file it lists; refuses the plan when
     /// any file is missing or differs from the plan.
-    pub(crate) fn load(dir: &Path) -> Result<ActivePlan, String> {
+    #[cfg(test)]
+    pub(crate) fn load(dir: &std::path::Path) -> Result<ActivePlan, String> {
         let bytes =
             std::fs::read(dir.join(PLAN_FILE)).map_err(|e| format!("{}: {e}", dir.join(PLAN_FILE).display()))?;
+        ActivePlan::verify(bytes, |f| std::fs::read(dir.join(&f.path)).map_err(|e| e.to_string()))
+    }
+
+    /// Checks `plan.json` and every file it lists, as `read` gives them
+    /// (from `--plan`, or from the plan history).
+    pub(crate) fn verify(
+        bytes: Vec<u8>,
+        mut read: impl FnMut(&PlannedFile) -> Result<Vec<u8>, String>,
+    ) -> Result<ActivePlan, String> {
         let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| format!("{PLAN_FILE} is not a kiln plan: {e}"))?;
         if plan.kind != OutputKind::Site {
             return Err(format!(
@@ -43,7 +54,7 @@ impl ActivePlan {
             if !inside || f.path.is_empty() {
                 return Err(format!("{}: a plan's files must lie inside its directory", f.path));
             }
-            let content = std::fs::read(dir.join(&f.path)).map_err(|e| format!("{}: {e}", f.path))?;
+            let content = read(f).map_err(|e| format!("{}: {e}", f.path))?;
             if content.len() as u64 != f.size {
                 return Err(format!("{}: {} bytes, the plan says {}", f.path, content.len(), f.size));
             }
@@ -67,6 +78,7 @@ impl ActivePlan {
             .collect();
         Ok(ActivePlan {
             digest: sha256_hex(&bytes),
+            raw: Arc::from(bytes),
             plan,
             files,
             by_mac,

@@ -38,6 +38,20 @@ impl Secrets {
         })
     }
 
+    /// Every secret's value, for redaction (the diagnostics bundle).
+    pub(crate) fn values(&self) -> Vec<String> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| self.get(n).ok()))
+            .collect()
+    }
+
     fn get(&self, name: &str) -> Result<String, String> {
         let valid = !name.is_empty()
             && name

@@ -74,7 +74,34 @@ CREATE TABLE IF NOT EXISTS audit (
     plan_digest TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_machine ON audit (machine);
+CREATE TABLE IF NOT EXISTS plans (
+    digest TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    plan_json BLOB NOT NULL,
+    activated_at INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS plan_members (
+    digest TEXT NOT NULL,
+    path TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (digest, path)
+);
+CREATE INDEX IF NOT EXISTS plan_members_hash ON plan_members (hash);
+CREATE TABLE IF NOT EXISTS plan_files (
+    hash TEXT PRIMARY KEY,
+    content BLOB NOT NULL
+);
 ";
+
+/// The state database's schema version (`PRAGMA user_version`): 0 before
+/// versions were recorded, 1 added `machines.fetched_generation`, 2 the
+/// plan history (`plans`, `plan_members`, `plan_files`).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// The state database's file name under `--state`.
+pub(crate) const DB_FILE: &str = "kiln.db";
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -92,6 +119,9 @@ type Job = Box<dyn FnOnce(&mut Transaction) -> Box<dyn FnOnce(Result<(), String>
 
 /// Handle to the state database.
 pub(crate) struct Store {
+    /// Held while the executor runs: one executor per state directory, and
+    /// no restore under a running one.
+    _lock: std::fs::File,
     jobs: mpsc::Sender<Job>,
     reader: Mutex<Connection>,
     pub events: broadcast::Sender<Value>,
@@ -103,12 +133,15 @@ const BATCH: usize = 512;
 impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Store, crate::Error> {
         std::fs::create_dir_all(dir).map_err(|source| crate::Error::io(dir, source))?;
-        let path = dir.join("kiln.db");
+        let lock = lock_state(dir)?;
+        let path = dir.join(DB_FILE);
         let fail = |source: rusqlite::Error| crate::Error::State {
             path: path.clone(),
             source,
         };
+        check_existing(&path)?;
         let mut writer = open(&path).map_err(fail)?;
+        check_version(&writer, &path)?;
         writer.execute_batch(SCHEMA).map_err(fail)?;
         migrate(&writer).map_err(fail)?;
         let reader = open(&path).map_err(fail)?;
@@ -119,6 +152,7 @@ impl Store {
             .spawn(move || write_loop(&mut writer, rx))
             .map_err(|source| crate::Error::io(dir, source))?;
         Ok(Store {
+            _lock: lock,
             jobs,
             reader: Mutex::new(reader),
             events,
@@ -166,16 +200,96 @@ impl Store {
     }
 }
 
-/// Brings a state database made by an older kiln up to this schema.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('machines')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if !columns.iter().any(|c| c == "fetched_generation") {
-        conn.execute_batch("ALTER TABLE machines ADD COLUMN fetched_generation INTEGER")?;
+/// Takes the state directory's lock (`kiln.lock`), or says who holds it.
+pub(crate) fn lock_state(dir: &Path) -> Result<std::fs::File, crate::Error> {
+    let path = dir.join("kiln.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| crate::Error::io(&path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::StateInUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(crate::Error::io(&path, source)),
+    }
+}
+
+/// A state database that exists must be a whole SQLite database: a file
+/// that is truncated or overwritten is refused, never replaced by an empty
+/// database (the machines' states and the audit log would be lost).
+fn check_existing(path: &Path) -> Result<(), crate::Error> {
+    let corrupt = |reason: String| crate::Error::CorruptState {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut head = [0u8; 100];
+    match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(crate::Error::io(path, source)),
+        Ok(mut file) => {
+            use std::io::Read;
+            let len = file.metadata().map_err(|source| crate::Error::io(path, source))?.len();
+            if len < head.len() as u64 || file.read_exact(&mut head).is_err() {
+                return Err(corrupt(format!("{len} bytes: too short to be a SQLite database")));
+            }
+        }
+    }
+    if !head.starts_with(b"SQLite format 3\0") {
+        return Err(corrupt("it is not a SQLite database".into()));
+    }
+    let conn = open(path).map_err(|e| corrupt(e.to_string()))?;
+    let verdict = integrity(&conn, "quick_check").map_err(|e| corrupt(e.to_string()))?;
+    if verdict != "ok" {
+        return Err(corrupt(verdict));
     }
     Ok(())
+}
+
+/// `PRAGMA integrity_check` (or `quick_check`): "ok", or the first problems.
+pub(crate) fn integrity(conn: &Connection, pragma: &str) -> rusqlite::Result<String> {
+    let lines: Vec<String> = conn
+        .prepare(&format!("PRAGMA {pragma}(5)"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(lines.join("; "))
+}
+
+/// Refuses a database written by a newer kiln: its schema may mean things
+/// this binary does not know.
+fn check_version(conn: &Connection, path: &Path) -> Result<(), crate::Error> {
+    let found = schema_version(conn).map_err(|source| crate::Error::State {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if found > SCHEMA_VERSION {
+        return Err(crate::Error::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Brings a state database made by an older kiln up to this schema (the
+/// tables it lacks were made by `SCHEMA`), then records the version.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    if schema_version(conn)? < 1 {
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('machines')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !columns.iter().any(|c| c == "fetched_generation") {
+            conn.execute_batch("ALTER TABLE machines ADD COLUMN fetched_generation INTEGER")?;
+        }
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
 fn write_loop(conn: &mut Connection, jobs: mpsc::Receiver<Job>) {

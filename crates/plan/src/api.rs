@@ -60,3 +60,50 @@ pub struct ReprovisionDone {
     pub machine: String,
     pub state: MachineState,
 }
+
+/// `GET /v1/plans`: the plans the executor keeps, newest activation first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanHistory {
+    /// The digest of the plan being served.
+    pub active: Option<String>,
+    /// The digest of the pinned plan: a new `plan.json` does not replace it.
+    pub pinned: Option<String>,
+    pub plans: Vec<PlanRecord>,
+}
+
+/// One verified plan the executor has served and can serve again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRecord {
+    pub digest: String,
+    pub site: String,
+    /// RFC 3339: when it was last activated.
+    pub activated_at: String,
+    pub machines: u64,
+    pub files: u64,
+    pub active: bool,
+    pub pinned: bool,
+}
+
+/// The first call of a two-step plan action (pin, rollback): the token to
+/// send back, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanActionPending {
+    /// What the confirmation will do, in words.
+    pub action: String,
+    pub confirm: String,
+    pub expires_in_seconds: u64,
+    pub next: String,
+}
+
+/// A plan action done: the plan now active, the one before, and whether
+/// the active plan is pinned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanActionDone {
+    pub active: String,
+    pub previous: Option<String>,
+    pub pinned: bool,
+}

@@ -10,7 +10,10 @@ mod workflow;
 
 use serde::{Deserialize, Serialize};
 
-pub use api::{ErrorAnswer, MachineList, MachineSummary, ReportAnswer, ReprovisionDone, ReprovisionPending};
+pub use api::{
+    ErrorAnswer, MachineList, MachineSummary, PlanActionDone, PlanActionPending, PlanHistory, PlanRecord, ReportAnswer,
+    ReprovisionDone, ReprovisionPending,
+};
 pub use mac::Mac;
 pub use workflow::{MachineState, RunOutcome, StepName, UnknownName};
 
