@@ -428,7 +428,8 @@ fn a_tampered_plan_is_refused_and_the_old_one_keeps_serving() {
         "{}",
         ready.text()
     );
-    assert!(get(&s, "/metrics").text().contains("kiln_plan_refusals_total 1"));
+    assert!(op_get(&s, "/metrics").text().contains("kiln_plan_refusals_total 1"));
+    assert_eq!(get(&s, "/metrics").status, 401, "metrics need a viewer");
     assert!(audit_actions(&s).iter().any(|a| a.contains("plan refused")));
     let served = get(&s, &format!("/install/{token}/install.sh")).text();
     assert!(
@@ -501,7 +502,12 @@ fn reprovisioning_takes_two_steps() {
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(state(&s, "m1"), "new");
     assert!(get(&s, &format!("/boot/ipxe?mac={M1}")).text().contains("/install/"));
-    assert!(audit_actions(&s).iter().any(|a| a.starts_with("operator reprovision")));
+    assert!(
+        audit_actions(&s)
+            .iter()
+            .any(|a| a.starts_with("operator:admin reprovision")),
+        "the audit names the operator"
+    );
     assert_eq!(
         http(&s.url, "GET", "/v1/machines", &[("Authorization", "Bearer wrong")], b"").status,
         401

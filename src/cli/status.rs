@@ -30,7 +30,9 @@ pub(super) fn status(client: &Client, json: bool, stdout: &mut dyn Write) -> Res
     let list: MachineList = client.get_json("/v1/machines")?;
     let plans: PlanHistory = client.get_json("/v1/plans")?;
     if json {
-        let answer = serde_json::json!({"machines": list, "plans": plans});
+        // The machine list as before, and the plans beside it.
+        let mut answer = serde_json::to_value(&list).expect("JSON prints");
+        answer["plans"] = serde_json::to_value(&plans).expect("JSON prints");
         writeln!(
             stdout,
             "{}",

@@ -175,7 +175,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `kiln serve ARGS --listen 127.0.0.1:0` and waits (at most
-    /// 20 s) until it listens.
+    /// 20 s) until it listens; `url` is its first listener's (http:// or
+    /// https://).
     pub fn start(args: &[&str], log: &Path) -> Server {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -198,7 +199,7 @@ impl Server {
             .count();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(line) = text.lines().filter(|l| l.contains("listening on http://")).nth(before) {
+            if let Some(line) = text.lines().filter(|l| l.contains("listening on ")).nth(before) {
                 server.url = line.split("listening on ").nth(1).unwrap().trim().to_string();
                 return server;
             }

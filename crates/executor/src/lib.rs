@@ -531,6 +531,7 @@ async fn reload_on_change(app: Arc<App>, sources: operators::Sources, tls: Optio
         seen = now;
         match sources.load() {
             Ok(fresh) => {
+                log(&format!("operators reloaded: {} known", fresh.len()));
                 if let Ok(mut slot) = app.operators.write() {
                     *slot = Arc::new(fresh);
                 }

@@ -175,6 +175,10 @@ impl Operators {
         Ok(Operators { list })
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -1,0 +1,827 @@
+//! The executor as an appliance (issue 11), end to end against a running
+//! `kiln serve`: real TLS with certificates made here (rcgen), operators
+//! and roles, request limits, backups taken during a boot storm and
+//! restored, corrupt and newer state refused, plan history with pin and
+//! rollback, and diagnostics bundles that leak nothing.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+const ADMIN: &str = "appliance-admin-token-0123456789abcdef";
+const SECRET: &str = "planted-secret-value-7f3a9c";
+
+fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A site CA and a server certificate for 127.0.0.1 and localhost.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn make_pki(name: &str, expired: bool) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} site CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("{name} executor"));
+    if expired {
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// The tiny site with `extra` more machines (m3...), the admin token file,
+/// a secret store and, when given, TLS files.
+struct Site {
+    repo: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(extra: usize) -> Site {
+        let repo = tiny_site(b"kernel", b"initrd");
+        let r = repo.path();
+        if extra > 0 {
+            let docs: Vec<String> = (0..extra)
+                .map(|i| {
+                    format!(
+                        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {{name: s{i}}}\nspec:\n  blueprint: tiny\n  interfaces: [{{mac: \"52:54:00:01:00:{i:02x}\", network: net}}]\n"
+                    )
+                })
+                .collect();
+            write(r, "sites/t/machines/storm.yaml", &docs.join("---\n"));
+            let run = kiln(r, &["render"]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+        }
+        write(r, "admin-token", ADMIN);
+        private(&r.join("admin-token"));
+        write(r, "secrets/demo-password", &format!("{SECRET}\n"));
+        private(&r.join("secrets/demo-password"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(r.join("secrets"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Site { repo }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.repo.path().join(rel)
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+
+    fn tls(&self, pki: &Pki) {
+        write(self.repo.path(), "tls/ca.pem", &pki.ca_pem);
+        write(self.repo.path(), "tls/cert.pem", &pki.cert_pem);
+        write(self.repo.path(), "tls/key.pem", &pki.key_pem);
+        private(&self.path("tls/key.pem"));
+    }
+
+    fn serve(&self, extra: &[&str]) -> Server {
+        let (state, admin, secrets) = (self.p("state"), self.p("admin-token"), self.p("secrets"));
+        let mut args = vec![
+            "--operator-token-file",
+            &admin,
+            "--secrets",
+            &secrets,
+            "--poll-ms",
+            "200",
+        ];
+        args.extend_from_slice(extra);
+        let plan = self.p("out/t");
+        let mut all = vec!["--plan", plan.as_str(), "--state", state.as_str()];
+        all.extend(args);
+        Server::start(&all, &self.path("serve.log"))
+    }
+
+    fn serve_tls(&self, extra: &[&str]) -> Server {
+        let (cert, key) = (self.p("tls/cert.pem"), self.p("tls/key.pem"));
+        let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+        args.extend_from_slice(extra);
+        self.serve(&args)
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// An HTTPS client trusting only `ca_pem`.
+fn https_agent(ca_pem: &str) -> ureq::Agent {
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca_pem.as_bytes())
+        .filter_map(|i| match i.unwrap() {
+            ureq::tls::PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+}
+
+fn https_get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &bearer(t));
+    }
+    let mut resp = req.call().unwrap_or_else(|e| panic!("{url}: {e}"));
+    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+}
+
+/// The token in a served boot script (from its install URL).
+fn token_of(script: &str) -> String {
+    let at = script.find("/install/").expect("an install URL in the script") + "/install/".len();
+    script[at..].split('/').next().unwrap().to_string()
+}
+
+fn op(s: &Server, method: &str, path: &str, token: &str, body: &str) -> Http {
+    http(
+        &s.url,
+        method,
+        path,
+        &[("Authorization", &bearer(token))],
+        body.as_bytes(),
+    )
+}
+
+fn report(url: &str, token: &str, snapshot: &str) -> Http {
+    http(
+        url,
+        "POST",
+        "/v1/agents/facts",
+        &[("Authorization", &bearer(token)), ("Content-Type", "application/json")],
+        format!("{{\"snapshot\": {snapshot}}}").as_bytes(),
+    )
+}
+
+/// A machine's whole install: boot script, install file, report. Returns
+/// the run (from the report's answer) and the report's status.
+fn install(url: &str, mac: &str) -> (i64, u16) {
+    let script = http(url, "GET", &format!("/boot/ipxe?mac={mac}"), &[], b"").text();
+    let token = token_of(&script);
+    assert_eq!(
+        http(url, "GET", &format!("/install/{token}/install.sh"), &[], b"").status,
+        200
+    );
+    let done = report(url, &token, r#"{"postinstall_done": true}"#);
+    let run = if done.status == 200 {
+        done.json()["run"].as_i64().unwrap()
+    } else {
+        -1
+    };
+    (run, done.status)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn audit(s: &Server) -> Vec<serde_json::Value> {
+    op(s, "GET", "/v1/audit?limit=10000", ADMIN, "").json()["records"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn kiln_out(args: &[&str]) -> Run {
+    kiln(Path::new("."), args)
+}
+
+// ---------------------------------------------------------------- TLS
+
+#[test]
+fn the_executor_serves_https_that_clients_verify_against_the_site_ca() {
+    let site = Site::new(0);
+    let pki = make_pki("lab", false);
+    site.tls(&pki);
+    let s = site.serve_tls(&[]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let agent = https_agent(&pki.ca_pem);
+    // Boot scripts name the executor by the scheme they were asked over.
+    let (code, script) = https_get(&agent, &format!("{}/boot/ipxe?mac=52-54-00-00-00-01", s.url), None);
+    assert_eq!(code, 200);
+    assert!(script.contains("https://127.0.0.1:"), "{script}");
+    // kiln status speaks HTTPS and verifies the certificate...
+    let (ca, admin) = (site.p("tls/ca.pem"), site.p("admin-token"));
+    let ok = kiln_out(&[
+        "status",
+        "--server",
+        &s.url,
+        "--ca",
+        &ca,
+        "--operator-token-file",
+        &admin,
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.stdout.contains("m1") && ok.stdout.contains("plan "), "{}", ok.stdout);
+    // ...and refuses one its CA did not sign.
+    let other = make_pki("elsewhere", false);
+    write(site.repo.path(), "other-ca.pem", &other.ca_pem);
+    let refused = kiln_out(&[
+        "status",
+        "--server",
+        &s.url,
+        "--ca",
+        &site.p("other-ca.pem"),
+        "--operator-token-file",
+        &admin,
+    ]);
+    assert_eq!(refused.code, 4, "{}", refused.stdout);
+    assert!(
+        refused.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        refused.stderr
+    );
+    // Plain HTTP to the TLS port is not served.
+    let plain = std::net::TcpStream::connect(s.url.trim_start_matches("https://")).unwrap();
+    let mut plain = plain;
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("\"ok\""));
+}
+
+#[test]
+fn an_expired_certificate_is_refused_by_kiln_status() {
+    let site = Site::new(0);
+    let pki = make_pki("lab", true);
+    site.tls(&pki);
+    let s = site.serve_tls(&[]);
+    let run = kiln_out(&[
+        "status",
+        "--server",
+        &s.url,
+        "--ca",
+        &site.p("tls/ca.pem"),
+        "--operator-token-file",
+        &site.p("admin-token"),
+    ]);
+    assert_eq!(run.code, 4);
+    assert!(run.stderr.to_lowercase().contains("expired"), "{}", run.stderr);
+}
+
+#[test]
+fn a_new_certificate_is_taken_on_sighup_while_open_streams_go_on() {
+    let site = Site::new(0);
+    let old = make_pki("old", false);
+    site.tls(&old);
+    let s = site.serve_tls(&[]);
+    // An event stream opened under the old certificate.
+    let agent = https_agent(&old.ca_pem);
+    let resp = agent
+        .get(&format!("{}/v1/events", s.url))
+        .header("Authorization", &bearer(ADMIN))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut reader = resp.into_body().into_reader();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    // The certificate is replaced and the executor told.
+    let new = make_pki("new", false);
+    site.tls(&new);
+    let pid = s.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the reload", Duration::from_secs(10), || {
+        std::fs::read_to_string(&s.log)
+            .unwrap()
+            .contains("TLS certificate reloaded")
+    });
+    // New connections get the new certificate...
+    let (code, _) = https_get(&https_agent(&new.ca_pem), &format!("{}/healthz", s.url), None);
+    assert_eq!(code, 200);
+    assert!(https_agent(&old.ca_pem)
+        .get(&format!("{}/healthz", s.url))
+        .call()
+        .is_err());
+    // ...and the stream opened before still delivers.
+    let boot = format!("{}/boot/ipxe?mac=52-54-00-00-00-01", s.url);
+    assert_eq!(https_get(&https_agent(&new.ca_pem), &boot, None).0, 200);
+    let mut seen = String::new();
+    let started = Instant::now();
+    while !seen.contains("event: state") && started.elapsed() < Duration::from_secs(10) {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&chunk);
+        }
+    }
+    assert!(seen.contains("event: state"), "the open stream went quiet: {seen}");
+}
+
+#[test]
+fn the_operator_api_is_not_served_in_clear_beyond_loopback() {
+    let site = Site::new(0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--plan", &site.p("out/t"), "--state", &site.p("state")])
+        .args(["--operator-token-file", &site.p("admin-token"), "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve the operator API on 0.0.0.0:0 over plain HTTP")
+            && stderr.contains("--insecure-operator-api"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_boot_listener_serves_boots_over_http_and_nothing_of_the_operator_api() {
+    let site = Site::new(0);
+    let pki = make_pki("lab", false);
+    site.tls(&pki);
+    let s = site.serve_tls(&["--boot-listen", "127.0.0.1:0"]);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    let boot_url = log
+        .lines()
+        .filter_map(|l| l.split("listening on ").nth(1))
+        .find(|u| u.starts_with("http://"))
+        .expect("the boot listener")
+        .trim()
+        .to_string();
+    let script = http(&boot_url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"").text();
+    assert!(script.contains(&format!("{boot_url}/install/")), "{script}");
+    for path in ["/v1/machines", "/v1/audit", "/v1/diag", "/metrics", "/v1/plans"] {
+        let r = http(&boot_url, "GET", path, &[("Authorization", &bearer(ADMIN))], b"");
+        assert_eq!(r.status, 404, "{path} on the boot listener");
+    }
+}
+
+// ---------------------------------------------------------------- roles
+
+#[test]
+fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
+    let site = Site::new(0);
+    let ops = site.p("operators.yaml");
+    let add = |name: &str, role: &str| {
+        let run = kiln_out(&["serve", "add-operator", name, "--role", role, "--operators", &ops]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_string()
+    };
+    let (vera, olga, ada) = (add("vera", "viewer"), add("olga", "operator"), add("ada", "admin"));
+    assert_eq!(vera.len(), 64);
+    let file = std::fs::read_to_string(&ops).unwrap();
+    for token in [&vera, &olga, &ada] {
+        assert!(
+            !file.contains(token.as_str()),
+            "the operators file holds a token in clear"
+        );
+    }
+    let s = site.serve(&["--operators", &ops]);
+    // A viewer reads...
+    assert_eq!(op(&s, "GET", "/v1/machines", &vera, "").status, 200);
+    assert_eq!(op(&s, "GET", "/metrics", &vera, "").status, 200);
+    assert_eq!(op(&s, "GET", "/v1/plans", &vera, "").status, 200);
+    // ...and changes nothing.
+    let before = audit(&s).len();
+    let denied = op(&s, "POST", "/v1/machines/m1/reprovision", &vera, "");
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(
+        denied.text().contains("vera is a viewer; this needs the operator role"),
+        "{}",
+        denied.text()
+    );
+    assert_eq!(op(&s, "POST", "/v1/plans/rollback", &olga, "").status, 403);
+    assert_eq!(op(&s, "GET", "/v1/diag", &olga, "").status, 403);
+    assert_eq!(op(&s, "GET", "/v1/backup", &vera, "").status, 403);
+    assert_eq!(audit(&s).len(), before, "a refused request is not an action");
+    // An operator reprovisions, in two steps, and the audit says who.
+    let pending = op(&s, "POST", "/v1/machines/m1/reprovision", &olga, "{}");
+    assert_eq!(pending.status, 202);
+    let confirm = pending.json()["confirm"].as_str().unwrap().to_string();
+    let done = op(
+        &s,
+        "POST",
+        "/v1/machines/m1/reprovision",
+        &olga,
+        &format!("{{\"confirm\": \"{confirm}\"}}"),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    let records = audit(&s);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["actor"] == "operator:olga" && r["action"] == "reprovision"),
+        "{records:?}"
+    );
+    // An admin takes a backup; the single token file is an admin too.
+    assert_eq!(op(&s, "GET", "/v1/backup", &ada, "").status, 200);
+    assert_eq!(op(&s, "GET", "/v1/backup", ADMIN, "").status, 200);
+    assert!(audit(&s)
+        .iter()
+        .any(|r| r["actor"] == "operator:ada" && r["action"] == "backup"));
+    // A wrong token is 401, and no token is ever logged.
+    assert_eq!(op(&s, "GET", "/v1/machines", "not-a-token-of-anyone", "").status, 401);
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    for token in [&vera, &olga, &ada] {
+        assert!(!log.contains(token.as_str()));
+    }
+    // An operator added while it runs is known without a restart.
+    let late = add("lena", "viewer");
+    wait_for("the operators file to be reloaded", Duration::from_secs(10), || {
+        std::fs::read_to_string(&s.log)
+            .unwrap()
+            .contains("operators reloaded: 4 known")
+    });
+    assert_eq!(op(&s, "GET", "/v1/machines", &late, "").status, 200);
+}
+
+// ---------------------------------------------------------------- limits
+
+#[test]
+fn facts_reports_and_event_streams_are_bounded() {
+    let site = Site::new(0);
+    let s = site.serve(&["--max-event-streams", "2"]);
+    let script = http(&s.url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"").text();
+    let token = token_of(&script);
+    let big = format!("{{\"blob\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
+    assert_eq!(report(&s.url, &token, &big).status, 413);
+    assert_eq!(report(&s.url, &token, r#"{"postinstall_done": true}"#).status, 200);
+    // Two streams open; the third is refused until one closes.
+    let open = || {
+        let addr = s.url.trim_start_matches("http://");
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(format!("GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n").as_bytes())
+            .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 64];
+        let n = c.read(&mut head).unwrap();
+        (c, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let (first, a) = open();
+    let (_second, b) = open();
+    assert!(
+        a.starts_with("HTTP/1.1 200") && b.starts_with("HTTP/1.1 200"),
+        "{a} {b}"
+    );
+    let (_, c) = open();
+    assert!(c.starts_with("HTTP/1.1 503"), "{c}");
+    drop(first);
+    wait_for("a stream slot", Duration::from_secs(20), || {
+        open().1.starts_with("HTTP/1.1 200")
+    });
+}
+
+/// 500 clients each send a byte a second (a slowloris) while 60 machines
+/// install at once: every install completes, and the slow clients are cut
+/// at the header deadline.
+#[test]
+fn a_boot_storm_completes_under_a_slowloris() {
+    let site = Site::new(60);
+    let s = site.serve(&["--header-timeout", "3"]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow: Vec<_> = (0..5)
+        .map(|_| {
+            let (addr, stop, cut) = (addr.clone(), stop.clone(), cut.clone());
+            std::thread::spawn(move || {
+                let mut conns: Vec<std::net::TcpStream> = (0..100)
+                    .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+                    .collect();
+                let request = b"GET /boot/ipxe?mac=52-54-00-00-00-09 HTTP/1.1\r\nHost: slow\r\nX-Slow: ";
+                let mut at = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    conns.retain_mut(|c| {
+                        let alive = c.write_all(&[request[at % request.len()]]).is_ok();
+                        if !alive {
+                            cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        alive
+                    });
+                    at += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let storm: Vec<_> = (0..60)
+        .map(|i| {
+            let url = s.url.clone();
+            std::thread::spawn(move || install(&url, &format!("52-54-00-01-00-{i:02x}")).1)
+        })
+        .collect();
+    let codes: Vec<u16> = storm.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = started.elapsed();
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    // The server cuts them at the 3 s header deadline (a client learns it
+    // at its next write or the one after).
+    wait_for("the slow clients to be cut off", Duration::from_secs(30), || {
+        cut.load(std::sync::atomic::Ordering::Relaxed) >= 450
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    slow.into_iter().for_each(|t| t.join().unwrap());
+    let installed = op(&s, "GET", "/v1/machines", ADMIN, "").json()["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "installed")
+        .count();
+    assert_eq!(installed, 60);
+    eprintln!("60 installs under a 500-client slowloris took {took:?}");
+}
+
+// ---------------------------------------------------------------- backups
+
+fn sqlite(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+fn write_key(site: &Site, name: &str, hex: &str) -> String {
+    write(site.repo.path(), name, hex);
+    private(&site.path(name));
+    site.p(name)
+}
+
+/// A backup taken while 60 machines install holds every report
+/// acknowledged before it began, restores to a database that passes
+/// `PRAGMA integrity_check`, and an encrypted one needs its key.
+#[test]
+fn a_backup_taken_during_a_storm_restores_everything_acknowledged_before_it() {
+    let site = Site::new(60);
+    let s = site.serve(&[]);
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(Instant, i64)>::new()));
+    let storm: Vec<_> = (0..60)
+        .map(|i| {
+            let (url, acked) = (s.url.clone(), acked.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(15 * i as u64));
+                let (run, code) = install(&url, &format!("52-54-00-01-00-{i:02x}"));
+                if code == 200 {
+                    acked.lock().unwrap().push((Instant::now(), run));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let key = write_key(&site, "backup.key", &"5a".repeat(32));
+    let began = Instant::now();
+    let run = kiln_out(&[
+        "serve",
+        "backup",
+        "--state",
+        &site.p("state"),
+        "--to",
+        &site.p("backup.kbk"),
+        "--key-file",
+        &key,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    storm.into_iter().for_each(|t| t.join().unwrap());
+    let before: Vec<i64> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, _)| *at < began)
+        .map(|(_, run)| *run)
+        .collect();
+    assert!(
+        !before.is_empty(),
+        "some reports were acknowledged before the backup began"
+    );
+    // The file is encrypted: no SQLite header, no machine names.
+    let raw = std::fs::read(site.path("backup.kbk")).unwrap();
+    assert!(raw.starts_with(b"KILNBAK1") && !String::from_utf8_lossy(&raw).contains("s10"));
+    // The wrong key, or none, is refused before anything is touched.
+    let wrong = write_key(&site, "wrong.key", &"a5".repeat(32));
+    let restored_dir = site.p("restored");
+    let from = raw_path(&site);
+    for key_args in [vec!["--key-file", wrong.as_str()], vec![]] {
+        let mut args = vec!["serve", "restore", "--from", &from, "--state", &restored_dir];
+        args.extend(key_args);
+        let refused = kiln_out(&args);
+        assert_eq!(refused.code, 4, "{}", refused.stdout);
+        assert!(!site.path("restored/kiln.db").exists());
+    }
+    let ok = kiln_out(&[
+        "serve",
+        "restore",
+        "--from",
+        &raw_path(&site),
+        "--state",
+        &restored_dir,
+        "--key-file",
+        &key,
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("schema version 2") && ok.stdout.contains("under plan "),
+        "{}",
+        ok.stdout
+    );
+    let db = sqlite(&site.path("restored/kiln.db"));
+    let verdict: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(verdict, "ok");
+    // Every acknowledged report is there: its facts, and its run ended.
+    for run in &before {
+        let (state, facts): (String, i64) = db
+            .query_row(
+                "SELECT state, (SELECT COUNT(*) FROM facts WHERE run_id = runs.id) FROM runs WHERE id = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("run {run}, acknowledged before the backup, is missing from it: {e}"));
+        assert_eq!((state.as_str(), facts), ("succeeded", 1), "run {run}");
+    }
+    drop(db);
+    // The restored state serves: an executor started on it knows the
+    // installed machines.
+    drop(s);
+    let again = Server::start(
+        &[
+            "--plan",
+            &site.p("out/t"),
+            "--state",
+            &restored_dir,
+            "--operator-token-file",
+            &site.p("admin-token"),
+        ],
+        &site.path("restored.log"),
+    );
+    let machines = op(&again, "GET", "/v1/machines", ADMIN, "").json();
+    let installed = machines["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "installed")
+        .count();
+    assert!(
+        installed >= before.len(),
+        "{installed} installed, {} acknowledged before",
+        before.len()
+    );
+}
+
+fn raw_path(site: &Site) -> String {
+    site.p("backup.kbk")
+}
+
+#[test]
+fn a_restore_refuses_a_live_or_occupied_state_unless_forced() {
+    let site = Site::new(0);
+    let s = site.serve(&[]);
+    install(&s.url, "52-54-00-00-00-01");
+    let backup = site.p("plain.db");
+    let run = kiln_out(&["serve", "backup", "--state", &site.p("state"), "--to", &backup]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(std::fs::read(&backup).unwrap().starts_with(b"SQLite format 3\0"));
+    // While the executor runs, its state is not replaced.
+    let busy = kiln_out(&[
+        "serve",
+        "restore",
+        "--from",
+        &backup,
+        "--state",
+        &site.p("state"),
+        "--force",
+    ]);
+    assert_eq!(busy.code, 4);
+    assert!(busy.stderr.contains("another kiln serve"), "{}", busy.stderr);
+    drop(s);
+    let occupied = kiln_out(&["serve", "restore", "--from", &backup, "--state", &site.p("state")]);
+    assert_eq!(occupied.code, 4);
+    assert!(occupied.stderr.contains("--force"), "{}", occupied.stderr);
+    let forced = kiln_out(&[
+        "serve",
+        "restore",
+        "--from",
+        &backup,
+        "--state",
+        &site.p("state"),
+        "--force",
+    ]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(forced.stdout.contains("kept as"), "{}", forced.stdout);
+    let kept = std::fs::read_dir(site.path("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("kiln.db.replaced-"));
+    assert!(kept, "the replaced state is kept beside");
+    // Not a backup at all.
+    write(site.repo.path(), "junk.db", "hello");
+    let junk = kiln_out(&[
+        "serve",
+        "restore",
+        "--from",
+        &site.p("junk.db"),
+        "--state",
+        &site.p("fresh"),
+    ]);
+    assert_eq!(junk.code, 4);
+    assert!(junk.stderr.contains("not a kiln backup"), "{}", junk.stderr);
+}
+
+/// A truncated, damaged or newer state database is refused at start with
+/// what to do; it is never replaced by an empty one.
+#[test]
+fn a_corrupt_or_newer_state_database_is_refused() {
+    let site = Site::new(0);
+    let s = site.serve(&[]);
+    install(&s.url, "52-54-00-00-00-01");
+    drop(s);
+    let db = site.path("state/kiln.db");
+    // Everything into the main file, so damage to it is damage to the state.
+    sqlite(&db)
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let good = std::fs::read(&db).unwrap();
+    assert!(good.len() > 8 * 4096, "{} bytes", good.len());
+    // Refused means it exits; one still running after 20 s took the file.
+    let start = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--plan", &site.p("out/t"), "--state", &site.p("state")])
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("kiln serve started on a damaged state database");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // Truncated.
+    std::fs::write(&db, &good[..50]).unwrap();
+    let out = start();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("too short") && stderr.contains("kiln serve restore"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap().len(),
+        50,
+        "the damaged file is left as it was"
+    );
+    // Pages overwritten.
+    let mut damaged = good.clone();
+    let page = 4096;
+    for b in damaged[page..].iter_mut() {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &damaged).unwrap();
+    let out = start();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("state database"), "{stderr}");
+    // From a newer kiln.
+    std::fs::write(&db, &good).unwrap();
+    sqlite(&db).pragma_update(None, "user_version", 99).unwrap();
+    let out = start();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("schema version 99 was written by a newer kiln (this one knows up to 2)"),
+        "{stderr}"
+    );
+}
