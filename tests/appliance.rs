@@ -825,3 +825,306 @@ fn a_corrupt_or_newer_state_database_is_refused() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------- plan history
+
+fn plans(s: &Server) -> serde_json::Value {
+    op(s, "GET", "/v1/plans", ADMIN, "").json()
+}
+
+fn active(s: &Server) -> String {
+    plans(s)["active"].as_str().unwrap_or_default().to_string()
+}
+
+/// Changes the site (a new plan digest) and renders it.
+fn rerender(site: &Site, domain: &str) {
+    let path = site.path("sites/t/site.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed: Vec<String> = text
+        .lines()
+        .map(|l| match l.starts_with("  domain:") {
+            true => format!("  domain: {domain}"),
+            false => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&path, changed.join("\n") + "\n").unwrap();
+    let run = kiln(site.repo.path(), &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+fn confirm(s: &Server, path: &str, token: &str) -> Http {
+    let first = op(s, "POST", path, token, "");
+    assert_eq!(first.status, 202, "{}", first.text());
+    let code = first.json()["confirm"].as_str().unwrap().to_string();
+    op(s, "POST", path, token, &format!("{{\"confirm\": \"{code}\"}}"))
+}
+
+#[test]
+fn a_rollback_pins_the_plan_before_and_a_new_plan_json_waits() {
+    let site = Site::new(0);
+    let s = site.serve(&[]);
+    let a = active(&s);
+    rerender(&site, "u.example.net");
+    wait_for("plan B", Duration::from_secs(10), || active(&s) != a);
+    let b = active(&s);
+    let history = plans(&s);
+    assert_eq!(history["plans"].as_array().unwrap().len(), 2, "{history}");
+    // Rolled back: A serves again (its files, from the history), pinned.
+    let done = confirm(&s, "/v1/plans/rollback", ADMIN);
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.json()["active"], a.as_str());
+    assert_eq!(done.json()["previous"], b.as_str());
+    assert_eq!(active(&s), a);
+    assert_eq!(plans(&s)["pinned"], a.as_str());
+    let menu = http(&s.url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"");
+    assert_eq!(menu.status, 200);
+    // A new plan.json does not replace a pinned plan; it is held back, once.
+    rerender(&site, "v.example.net");
+    wait_for("the new plan to be held back", Duration::from_secs(10), || {
+        audit(&s).iter().any(|r| r["action"] == "plan held back")
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(active(&s), a, "the pinned plan stays");
+    let held: Vec<_> = audit(&s)
+        .into_iter()
+        .filter(|r| r["action"] == "plan held back")
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["detail"]["pinned"], a.as_str());
+    // kiln status says so.
+    let status = kiln_out(&[
+        "status",
+        "--server",
+        &s.url,
+        "--operator-token-file",
+        &site.p("admin-token"),
+    ]);
+    assert!(
+        status.stdout.contains(&format!("plan {a} (pinned")),
+        "{}",
+        status.stdout
+    );
+    // A restart keeps the pinned plan, whatever is on disk.
+    drop(s);
+    let s = site.serve(&[]);
+    assert_eq!(active(&s), a);
+    // Unpinned, the executor follows plan.json again.
+    assert_eq!(op(&s, "POST", "/v1/plans/unpin", ADMIN, "").status, 200);
+    wait_for("plan C", Duration::from_secs(10), || active(&s) != a);
+    let c = active(&s);
+    assert_ne!(c, b);
+    // Every step is audited with both digests.
+    let records = audit(&s);
+    let rolled = records
+        .iter()
+        .find(|r| r["action"] == "plan rolled back")
+        .expect("a rollback record");
+    assert_eq!(rolled["planDigest"], a.as_str());
+    assert_eq!(rolled["detail"]["previous"], b.as_str());
+    assert_eq!(rolled["actor"], "operator:admin");
+    assert!(records.iter().any(|r| r["action"] == "plan unpinned"));
+}
+
+#[test]
+fn an_admin_pins_a_kept_plan_and_the_history_is_bounded() {
+    let site = Site::new(0);
+    let s = site.serve(&["--plan-history", "2"]);
+    let a = active(&s);
+    for domain in ["b.example.net", "c.example.net", "d.example.net"] {
+        let before = active(&s);
+        rerender(&site, domain);
+        wait_for(domain, Duration::from_secs(10), || active(&s) != before);
+    }
+    let kept: Vec<String> = plans(&s)["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&a), "the oldest plan was forgotten");
+    assert_eq!(op(&s, "POST", &format!("/v1/plans/{a}/pin"), ADMIN, "").status, 404);
+    let older = kept[1].clone();
+    let done = confirm(&s, &format!("/v1/plans/{older}/pin"), ADMIN);
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(active(&s), older);
+    // A confirmation is for one action only.
+    let first = op(&s, "POST", "/v1/plans/rollback", ADMIN, "");
+    let code = first.json()["confirm"].as_str().unwrap().to_string();
+    let wrong = op(
+        &s,
+        "POST",
+        &format!("/v1/plans/{}/pin", kept[0]),
+        ADMIN,
+        &format!("{{\"confirm\": \"{code}\"}}"),
+    );
+    assert_eq!(wrong.status, 409);
+    assert_eq!(active(&s), older);
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+/// Unpacks a `.tar.gz` with the system's tar; returns (name, content).
+fn unpack(bundle: &Path, into: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::create_dir_all(into).unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(bundle)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    walkdir::WalkDir::new(into)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let name = e.path().strip_prefix(into).unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// Secrets and tokens planted everywhere they could leak (facts under
+/// telling and innocent keys, the secret store, operator tokens, run
+/// tokens) are in no file of the bundle, live or offline; the manifest
+/// lists every file with its SHA-256 and counts the redactions.
+#[test]
+fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
+    let site = Site::new(0);
+    let ops = site.p("operators.yaml");
+    let viewer = kiln_out(&["serve", "add-operator", "vic", "--role", "viewer", "--operators", &ops])
+        .stdout
+        .trim()
+        .to_string();
+    let pki = make_pki("lab", false);
+    site.tls(&pki);
+    let s = site.serve_tls(&["--operators", &ops]);
+    let agent = https_agent(&pki.ca_pem);
+    let post = |path: &str, token: &str, body: String| {
+        let mut resp = agent
+            .post(&format!("{}{path}", s.url))
+            .header("Authorization", &bearer(token))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+    };
+    let (_, script) = https_get(&agent, &format!("{}/boot/ipxe?mac=52-54-00-00-00-01", s.url), None);
+    let run_token = token_of(&script);
+    let (_, m2) = https_get(&agent, &format!("{}/boot/ipxe?mac=52-54-00-00-00-02", s.url), None);
+    let live_token = token_of(&m2);
+    let planted = format!(
+        r#"{{"snapshot": {{"hardware_ok": true, "apiKey": "k-{SECRET}", "db_password": "pw-77", "note": "copied {SECRET} here", "comment": "token {live_token} and {viewer}", "admin": "{ADMIN}", "nested": {{"Secret_Value": "s-88"}}}}}}"#
+    );
+    let (code, answer) = post("/v1/agents/facts", &live_token, planted);
+    assert_eq!(code, 200, "{answer}");
+    let (code, _) = post(
+        "/v1/agents/facts",
+        &run_token,
+        r#"{"snapshot": {"postinstall_done": true}}"#.into(),
+    );
+    assert_eq!(code, 200);
+    // Fetched by kiln diag over HTTPS as an admin; a viewer may not.
+    let bundle = site.p("diag.tar.gz");
+    let (ca, admin) = (site.p("tls/ca.pem"), site.p("admin-token"));
+    let run = kiln_out(&[
+        "diag",
+        "--server",
+        &s.url,
+        "--ca",
+        &ca,
+        "--operator-token-file",
+        &admin,
+        "--to",
+        &bundle,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    write(site.repo.path(), "viewer-token", &viewer);
+    let denied = kiln_out(&[
+        "diag",
+        "--server",
+        &s.url,
+        "--ca",
+        &ca,
+        "--operator-token-file",
+        &site.p("viewer-token"),
+        "--to",
+        &site.p("nope.tar.gz"),
+    ]);
+    assert_eq!(denied.code, 4);
+    assert!(denied.stderr.contains("403"), "{}", denied.stderr);
+    drop(s);
+    let offline = site.p("offline.tar.gz");
+    let run = kiln_out(&[
+        "serve",
+        "diag",
+        "--state",
+        &site.p("state"),
+        "--secrets",
+        &site.p("secrets"),
+        "--operators",
+        &ops,
+        "--operator-token-file",
+        &admin,
+        "--to",
+        &offline,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let leaks = [SECRET, "pw-77", "s-88", &live_token, &run_token, &viewer, ADMIN];
+    for (bundle, dir, expected) in [
+        (
+            bundle,
+            "live",
+            &[
+                "version.json",
+                "flags.json",
+                "readyz.json",
+                "metrics.txt",
+                "plan.json",
+                "plans.json",
+                "machines.json",
+                "audit.json",
+                "executor.log",
+            ][..],
+        ),
+        (
+            offline,
+            "offline",
+            &[
+                "version.json",
+                "flags.json",
+                "plan.json",
+                "plans.json",
+                "machines.json",
+                "audit.json",
+            ][..],
+        ),
+    ] {
+        let files = unpack(Path::new(&bundle), &site.path(dir));
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.trim_start_matches("kiln-diag/")).collect();
+        for name in expected.iter().chain(&["MANIFEST.json"]) {
+            assert!(names.contains(name), "{dir}: {name} is missing from {names:?}");
+        }
+        for (name, content) in &files {
+            let text = String::from_utf8_lossy(content);
+            for leak in leaks {
+                assert!(!text.contains(leak), "{dir}/{name} leaks {leak}");
+            }
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&files.iter().find(|(n, _)| n.ends_with("MANIFEST.json")).unwrap().1).unwrap();
+        assert!(manifest["redacted"].as_u64().unwrap() >= 6, "{manifest}");
+        for entry in manifest["files"].as_array().unwrap() {
+            let path = format!("kiln-diag/{}", entry["path"].as_str().unwrap());
+            let content = &files.iter().find(|(n, _)| *n == path).unwrap().1;
+            assert_eq!(entry["sha256"], kiln_plan::sha256_hex(content).as_str(), "{path}");
+        }
+        // What support needs is there: the machines and their states.
+        let machines = &files.iter().find(|(n, _)| n.ends_with("machines.json")).unwrap().1;
+        let machines: serde_json::Value = serde_json::from_slice(machines).unwrap();
+        assert_eq!(machines[0]["name"], "m1");
+        assert_eq!(machines[0]["state"], "installed");
+    }
+}

@@ -14,6 +14,9 @@ use super::clock::{now, rfc3339};
 use super::store::{audit, exec, machine_row, row as query_row};
 use kiln_plan::{sha256_hex, Mac, MachineState, MachineSummary, Plan, PlannedMachine, RunOutcome, StepName};
 
+/// Days the hash of a dead token is kept (for redaction, never for access).
+const DEAD_TOKEN_DAYS: i64 = 30;
+
 /// Timing settings of runs and tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -153,7 +156,13 @@ fn end_run(
         "UPDATE runs SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1",
         params![run, outcome, reason, now()],
     )?;
-    exec(t, "DELETE FROM tokens WHERE run_id = ?1", [run])?;
+    // The token dies with its run; its hash stays a while, so a
+    // diagnostics bundle still recognises (and redacts) it.
+    exec(
+        t,
+        "UPDATE tokens SET expires_at = MIN(expires_at, ?2) WHERE run_id = ?1",
+        params![run, now()],
+    )?;
     audit(
         t,
         actor,
@@ -425,7 +434,11 @@ pub(crate) fn sweep(t: &Connection, timing: Timing, digest: &str, events: &mut E
             events,
         )?;
     }
-    exec(t, "DELETE FROM tokens WHERE expires_at <= ?1", [now()])?;
+    exec(
+        t,
+        "DELETE FROM tokens WHERE expires_at <= ?1",
+        [now() - DEAD_TOKEN_DAYS * 86_400],
+    )?;
     Ok(())
 }
 
