@@ -74,7 +74,7 @@ pub enum Command {
     /// Show where the values behind a rendered file came from, layer by layer.
     Explain(explain::ExplainArgs),
     /// Run the site executor on a rendered site plan.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Show the machines of a running executor by state.
     Status(status::StatusArgs),
     /// Download a running executor's diagnostics bundle (admin).
@@ -191,7 +191,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_termina
         Command::Validate(args) => render::validate(&session()?, args, stdout),
         Command::Diff(args) => diff::diff(&session()?, args, stdout, stdout_is_terminal),
         Command::Explain(args) => explain::explain(&session()?, args, stdout),
-        Command::Serve(args) => serve::serve(args, stdout),
+        Command::Serve(args) => serve::serve(*args, stdout),
         Command::Diag(args) => serve::diag(args, stdout),
         Command::Status(args) => status::run(args, stdout),
         Command::Completions { shell } => completions(shell, stdout),
