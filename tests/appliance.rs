@@ -464,7 +464,7 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
     wait_for("the operators file to be reloaded", Duration::from_secs(10), || {
         std::fs::read_to_string(&s.log)
             .unwrap()
-            .contains("operators reloaded: 4 known")
+            .contains("operators reloaded: 5 known")
     });
     assert_eq!(op(&s, "GET", "/v1/machines", &late, "").status, 200);
 }

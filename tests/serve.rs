@@ -654,6 +654,10 @@ fn the_systemd_unit_verifies() {
         "PrivateTmp=yes",
         "User=kiln",
         "ReadWritePaths=/var/lib/kiln",
+        "StateDirectory=kiln",
+        "LoadCredential=tls-key:",
+        "LoadCredential=admin-token:",
+        "--tls-key ${CREDENTIALS_DIRECTORY}/tls-key.pem",
     ] {
         assert!(unit.contains(hardening), "the unit lacks {hardening}");
     }
@@ -670,6 +674,17 @@ fn the_systemd_unit_verifies() {
     assert!(
         out.status.success() && complaints.is_empty(),
         "systemd-analyze verify: {stderr}"
+    );
+    // Its exposure, as systemd scores it: docs/executor.md states it.
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Overall exposure level for kiln-serve.service: 1.6"),
+        "systemd-analyze security: {stdout}"
     );
 }
 
