@@ -148,6 +148,12 @@ const IPXE: &[&str] = &["-x", "0x4d:69505845"]; // user class "iPXE"
 const BIOS: &[&str] = &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"];
 const UEFI: &[&str] = &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"];
 const UEFI_HTTP: &[&str] = &["-V", "HTTPClient:Arch:00016:UNDI:003016", "-x", "0x5d:0010"];
+const IA32: &[&str] = &["-V", "PXEClient:Arch:00006:UNDI:003016", "-x", "0x5d:0006"];
+const ARM64: &[&str] = &["-V", "PXEClient:Arch:00011:UNDI:003016", "-x", "0x5d:000b"];
+const ARM64_HTTP: &[&str] = &["-V", "HTTPClient:Arch:00019:UNDI:003016", "-x", "0x5d:0013"];
+
+/// The site's iPXE builds (its `spec.ipxe`): BIOS, x64 and ARM64, no IA32.
+const BUILDS: &str = "  ipxe:\n    bios: {path: ipxe/undionly.kpxe, sha256: f09cfbe9bbd39c3f5eb9cdf7386b520a4f5858bbc4438960c5b870c7a8930a7f}\n    x64: {path: ipxe/snponly.efi, sha256: 18fc84b69172b9f7d1e6b5274c81121dde429fdacfdc984747f687cfb4f8090b}\n    arm64: {path: ipxe/arm64/snponly.efi, sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\n";
 
 #[test]
 fn every_dhcp_server_boots_every_kind_of_client() {
@@ -159,7 +165,7 @@ fn every_dhcp_server_boots_every_kind_of_client() {
         r,
         "sites/d/site.yaml",
         &format!(
-            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: d}}\nspec:\n  domain: d.example.net\n  bootServer: http://198.18.0.2:8080\n  networks:\n    - {{name: net, cidr: 198.18.0.0/24, gateway: 198.18.0.1, dns: [198.18.0.2], pool: {{start: 198.18.0.10, end: 198.18.0.50}}, dhcpRange: {{start: 198.18.0.100, end: 198.18.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile: {}}}\n",
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: d}}\nspec:\n  domain: d.example.net\n  bootServer: http://198.18.0.2:8080\n  networks:\n    - {{name: net, cidr: 198.18.0.0/24, gateway: 198.18.0.1, dns: [198.18.0.2], pool: {{start: 198.18.0.10, end: 198.18.0.50}}, dhcpRange: {{start: 198.18.0.100, end: 198.18.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n{BUILDS}  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile: {}}}\n",
             tftp.display(),
             r.join("kea/kea-leases4.csv").display()
         ),
@@ -170,7 +176,8 @@ fn every_dhcp_server_boots_every_kind_of_client() {
         "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: known}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:00:00:01\", network: net}]\n",
     );
     copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
-    assert_eq!(kiln(r, &["render"]).code, 0);
+    let run = kiln(r, &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let dhcp = r.join("out/d/dhcp");
     let net = Net::new();
     // What a site's Kea needs when systemd does not make it (docs/sites.md):
@@ -221,17 +228,24 @@ fn every_dhcp_server_boots_every_kind_of_client() {
         let env = if name == "kea" { kea_env } else { &[] };
         let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
         net.client_mac("52:54:00:00:00:01");
+        // Each architecture gets its own build, or no boot file at all.
         let expect = [
-            (IPXE, "http://198.18.0.2:8080/menu.ipxe"),
-            (UEFI_HTTP, "http://198.18.0.2:8080/artifacts/ipxe/ipxe.efi"),
-            (UEFI, "ipxe.efi"),
-            (BIOS, "undionly.kpxe"),
+            (IPXE, Some("http://198.18.0.2:8080/menu.ipxe")),
+            (UEFI_HTTP, Some("http://198.18.0.2:8080/artifacts/ipxe/snponly.efi")),
+            (UEFI, Some("ipxe/snponly.efi")),
+            (BIOS, Some("ipxe/undionly.kpxe")),
+            (ARM64, Some("ipxe/arm64/snponly.efi")),
+            (
+                ARM64_HTTP,
+                Some("http://198.18.0.2:8080/artifacts/ipxe/arm64/snponly.efi"),
+            ),
+            (IA32, None),
         ];
         for (client, boot_file) in expect {
             let lease = net.ask(r, name, client);
             assert_eq!(
-                lease.get("boot_file").map(String::as_str),
-                Some(boot_file),
+                lease.get("boot_file").map(String::as_str).filter(|f| !f.is_empty()),
+                boot_file,
                 "{name} for {client:?}: {lease:?}"
             );
             assert_eq!(

@@ -14,6 +14,10 @@ pub const LOCK_FILE: &str = "ipam.lock.yaml";
 /// A site's iPXE menu, which every machine chains to first.
 pub const MENU: &str = "boot/menu.ipxe";
 
+/// The TFTP root's layout: each iPXE build's path and SHA-256, in
+/// `sha256sum` format.
+pub const TFTP_LIST: &str = "boot/tftp.sha256";
+
 /// The boot script of one step of a machine's workflow.
 pub fn boot_script(machine: &str, step: StepName) -> String {
     match step {

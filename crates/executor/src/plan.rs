@@ -63,7 +63,17 @@ impl ActivePlan {
             }
             files.insert(f.path.clone(), Arc::from(content));
         }
-        let by_mac = plan.machines.iter().enumerate().map(|(i, m)| (m.mac, i)).collect();
+        // A machine is known by any of its NICs' MACs: it may boot from any.
+        let by_mac = plan
+            .machines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                std::iter::once(m.mac)
+                    .chain(m.other_macs.iter().copied())
+                    .map(move |mac| (mac, i))
+            })
+            .collect();
         let by_name = plan
             .machines
             .iter()
@@ -74,6 +84,7 @@ impl ActivePlan {
             .machines
             .iter()
             .flat_map(|m| m.steps.iter().flat_map(|s| s.artifacts.iter()))
+            .chain(&plan.boot_artifacts)
             .map(|a| (a.path.clone(), a.sha256.clone()))
             .collect();
         Ok(ActivePlan {

@@ -48,6 +48,10 @@ pub struct Plan {
     /// For a site: every machine and its provisioning workflow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<PlannedMachine>,
+    /// For a site: the iPXE builds its DHCP servers hand out, served and
+    /// verified like every artifact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_artifacts: Vec<PlannedArtifact>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,7 +72,11 @@ pub struct PlannedFile {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedMachine {
     pub name: String,
+    /// The MAC of its first interface.
     pub mac: Mac,
+    /// The MACs of its other interfaces: it may boot from any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_macs: Vec<Mac>,
     pub ip: String,
     pub blueprint: String,
     pub generation: u32,

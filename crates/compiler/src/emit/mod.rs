@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedFile, PlannedMachine, PLAN_FILE};
+use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedArtifact, PlannedFile, PlannedMachine, PLAN_FILE};
 
 /// One rendered output, in memory.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct Output {
     /// Where each file of `files` came from (`plan.json` has none).
     pub origins: BTreeMap<String, crate::layout::Origin>,
     pub machines: Vec<PlannedMachine>,
+    /// For a site: the iPXE builds it serves.
+    pub boot_artifacts: Vec<PlannedArtifact>,
 }
 
 impl Output {
@@ -47,6 +49,7 @@ impl Output {
                 })
                 .collect(),
             machines: self.machines.clone(),
+            boot_artifacts: self.boot_artifacts.clone(),
         }
     }
 

@@ -131,9 +131,29 @@ pub struct SiteSpec {
     /// source a machine's values name must be under one.
     #[serde(default)]
     pub install_sources: Vec<String>,
+    /// The iPXE builds the site's DHCP servers hand to each firmware
+    /// architecture, as artifacts (served over TFTP and HTTP). Default:
+    /// Debian 12's `ipxe` package, BIOS and x64 UEFI. An architecture
+    /// without a build is not booted.
+    pub ipxe: Option<IpxeBuilds>,
     /// Site layer of template values.
     #[serde(default)]
     pub values: Values,
+}
+
+/// One iPXE build per firmware architecture; each under the executor's
+/// artifacts directory (and the same path under the TFTP root).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IpxeBuilds {
+    /// Legacy BIOS PXE (client architecture 0), e.g. `undionly.kpxe`.
+    pub bios: Option<Artifact>,
+    /// x86-64 UEFI, PXE (7, 9) and HTTP boot (16), e.g. `snponly.efi`.
+    pub x64: Option<Artifact>,
+    /// 32-bit x86 UEFI (6, HTTP 15).
+    pub ia32: Option<Artifact>,
+    /// ARM64 UEFI (11, HTTP 19).
+    pub arm64: Option<Artifact>,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

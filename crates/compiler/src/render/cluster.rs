@@ -195,6 +195,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         files,
         origins,
         machines: Vec::new(),
+        boot_artifacts: Vec::new(),
     })
 }
 

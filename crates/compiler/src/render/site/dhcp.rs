@@ -1,20 +1,31 @@
 //! DHCP server configs for a site: dnsmasq, Kea and ISC dhcpd, each
 //! handing out the same thing. iPXE clients (user class `iPXE`, option 175)
-//! get the HTTP URL of the site menu; UEFI HTTP-boot clients the HTTP URL
-//! of `ipxe.efi`; UEFI PXE clients `ipxe.efi` and legacy BIOS clients
-//! `undionly.kpxe` over TFTP. Every machine's address is reserved by MAC
-//! with its host name; unknown machines lease from `dhcpRange`.
+//! get the HTTP URL of the site menu; every other client gets the iPXE
+//! build of its firmware architecture (option 93): UEFI HTTP-boot clients
+//! its HTTP URL, PXE clients its path over TFTP, and an architecture the
+//! site has no build for nothing (see `ipxe.rs`). Every machine's address
+//! is reserved by MAC with its host name; unknown machines lease from
+//! `dhcpRange`.
 
 use serde_json::{json, Value};
 
+use super::ipxe::{self, Build};
 use crate::load::kinds::DhcpServer;
 use crate::render::settings::Dhcp;
 use crate::resolve::site::SiteModel;
 
+/// An iPXE build and the URL UEFI HTTP boot fetches it from.
+struct Served {
+    build: Build,
+    http_url: Option<String>,
+}
+
 /// What every DHCP config needs, worked out once.
 struct Boot {
     menu_url: String,
-    http_boot_url: String,
+    builds: Vec<Served>,
+    /// "Boots ...; not ..." for the configs' comments.
+    support: String,
     /// TFTP server for Kea and dhcpd, and for dnsmasq when set explicitly.
     tftp_server: Option<String>,
     tftp_explicit: bool,
@@ -32,10 +43,23 @@ struct Reservation {
 pub(super) fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> (String, String) {
     let set = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
     let explicit_tftp = set(&dhcp.tftp_server);
+    let base = site.boot_server.trim_end_matches('/');
+    let builds = ipxe::builds(site);
     let boot = Boot {
-        menu_url: format!("{}/menu.ipxe", site.boot_server.trim_end_matches('/')),
-        http_boot_url: set(&dhcp.http_boot_url)
-            .unwrap_or_else(|| format!("{}/artifacts/ipxe/ipxe.efi", site.boot_server.trim_end_matches('/'))),
+        menu_url: format!("{base}/menu.ipxe"),
+        support: ipxe::support(&builds),
+        builds: builds
+            .into_iter()
+            .map(|build| Served {
+                http_url: build.firmware.http_arch().map(|_| match build.firmware {
+                    ipxe::Firmware::X64 => {
+                        set(&dhcp.http_boot_url).unwrap_or_else(|| format!("{base}/artifacts/{}", build.path))
+                    }
+                    _ => format!("{base}/artifacts/{}", build.path),
+                }),
+                build,
+            })
+            .collect(),
         tftp_explicit: explicit_tftp.is_some(),
         tftp_server: explicit_tftp.or_else(|| site.boot_server_ip.map(|ip| ip.to_string())),
         lease_time: dhcp.lease_time,
@@ -87,22 +111,38 @@ fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &D
          tftp-root={tftp_root}\n\
          domain={domain}\n\
          \n\
-         # Who is asking: iPXE, UEFI HTTP boot, UEFI PXE or legacy BIOS PXE.\n\
+         # Who is asking: iPXE, or a firmware by architecture (option 93),\n\
+         # over UEFI HTTP boot or PXE.\n\
+         {support}\
          dhcp-userclass=set:ipxe,iPXE\n\
          dhcp-match=set:ipxe,175\n\
-         dhcp-vendorclass=set:efi-http,HTTPClient\n\
-         dhcp-match=set:efi-x64,option:client-arch,7\n\
-         dhcp-match=set:efi-x64,option:client-arch,9\n\
-         \n\
-         dhcp-boot=tag:ipxe,{menu}\n\
-         dhcp-option-force=tag:efi-http,tag:!ipxe,60,HTTPClient\n\
-         dhcp-boot=tag:efi-http,tag:!ipxe,{http}\n\
-         dhcp-boot=tag:efi-x64,tag:!efi-http,tag:!ipxe,ipxe.efi{next}\n\
-         dhcp-boot=tag:!efi-x64,tag:!efi-http,tag:!ipxe,undionly.kpxe{next}\n",
+         dhcp-vendorclass=set:efi-http,HTTPClient\n",
         domain = site.domain,
-        menu = boot.menu_url,
-        http = boot.http_boot_url,
+        support = boot.support,
     ));
+    for served in &boot.builds {
+        let f = served.build.firmware;
+        for arch in f.pxe_arches() {
+            out.push_str(&format!("dhcp-match=set:{},option:client-arch,{arch}\n", f.tag()));
+        }
+        if let (Some(arch), Some(_)) = (f.http_arch(), &served.http_url) {
+            out.push_str(&format!("dhcp-match=set:{}-http,option:client-arch,{arch}\n", f.tag()));
+        }
+    }
+    out.push_str(&format!(
+        "\ndhcp-boot=tag:ipxe,{menu}\ndhcp-option-force=tag:efi-http,tag:!ipxe,60,HTTPClient\n",
+        menu = boot.menu_url
+    ));
+    for served in &boot.builds {
+        let tag = served.build.firmware.tag();
+        if let Some(url) = &served.http_url {
+            out.push_str(&format!("dhcp-boot=tag:{tag}-http,tag:efi-http,tag:!ipxe,{url}\n"));
+        }
+        out.push_str(&format!(
+            "dhcp-boot=tag:{tag},tag:!efi-http,tag:!ipxe,{}{next}\n",
+            served.build.path
+        ));
+    }
     for n in &site.networks {
         out.push_str(&format!("\n# Network {} ({})\n", n.name, n.net));
         match n.dhcp_range {
@@ -175,37 +215,43 @@ fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp)
             })
         })
         .collect();
+    let arch = |a: &u16| format!("option[93].hex == 0x{a:04x}");
+    let mut classes = vec![
+        json!({
+            "name": "ipxe",
+            "test": "substring(option[77].hex,0,4) == 'iPXE'",
+            "boot-file-name": boot.menu_url,
+        }),
+        json!({
+            "name": "efi-http",
+            "test": format!("{not_ipxe} and substring(option[60].hex,0,10) == 'HTTPClient'"),
+            "option-data": [{"name": "vendor-class-identifier", "data": "HTTPClient"}],
+        }),
+    ];
+    for served in &boot.builds {
+        let f = served.build.firmware;
+        if let (Some(a), Some(url)) = (f.http_arch(), &served.http_url) {
+            classes.push(json!({
+                "name": format!("{}-http", f.tag()),
+                "test": format!("member('efi-http') and {}", arch(&a)),
+                "boot-file-name": url,
+            }));
+        }
+        let arches: Vec<String> = f.pxe_arches().iter().map(arch).collect();
+        classes.push(json!({
+            "name": f.tag(),
+            "test": format!("{not_ipxe} and not member('efi-http') and ({})", arches.join(" or ")),
+            "next-server": tftp,
+            "boot-file-name": served.build.path,
+        }));
+    }
     let config = json!({
         "Dhcp4": {
             "interfaces-config": {"interfaces": dhcp.interfaces},
             "lease-database": {"type": "memfile", "persist": true, "name": dhcp.kea_lease_file, "lfc-interval": 3600},
             "valid-lifetime": boot.lease_time,
             "authoritative": true,
-            "client-classes": [
-                {
-                    "name": "ipxe",
-                    "test": "substring(option[77].hex,0,4) == 'iPXE'",
-                    "boot-file-name": boot.menu_url,
-                },
-                {
-                    "name": "efi-http",
-                    "test": format!("{not_ipxe} and substring(option[60].hex,0,10) == 'HTTPClient'"),
-                    "boot-file-name": boot.http_boot_url,
-                    "option-data": [{"name": "vendor-class-identifier", "data": "HTTPClient"}],
-                },
-                {
-                    "name": "efi-x64",
-                    "test": format!("{not_ipxe} and not member('efi-http') and (option[93].hex == 0x0007 or option[93].hex == 0x0009)"),
-                    "next-server": tftp,
-                    "boot-file-name": "ipxe.efi",
-                },
-                {
-                    "name": "bios",
-                    "test": format!("{not_ipxe} and not member('efi-http') and option[93].hex == 0x0000"),
-                    "next-server": tftp,
-                    "boot-file-name": "undionly.kpxe",
-                },
-            ],
+            "client-classes": classes,
             "subnet4": subnets,
         }
     });
@@ -228,22 +274,40 @@ fn isc(site: &SiteModel, boot: &Boot, reservations: &[Reservation]) -> String {
          option domain-name \"{domain}\";\n\
          option client-arch code 93 = unsigned integer 16;\n\
          \n\
-         # Who is asking: iPXE, UEFI HTTP boot, UEFI PXE or legacy BIOS PXE.\n\
+         # Who is asking: iPXE, or a firmware by architecture (option 93),\n\
+         # over UEFI HTTP boot or PXE.\n\
+         {support}\
          if exists user-class and option user-class = \"iPXE\" {{\n\
          \x20 filename \"{menu}\";\n\
          }} elsif substring (option vendor-class-identifier, 0, 10) = \"HTTPClient\" {{\n\
-         \x20 option vendor-class-identifier \"HTTPClient\";\n\
-         \x20 filename \"{http}\";\n\
-         }} elsif option client-arch = 00:07 or option client-arch = 00:09 {{\n\
-         {next}\x20 filename \"ipxe.efi\";\n\
-         }} else {{\n\
-         {next}\x20 filename \"undionly.kpxe\";\n\
-         }}\n",
+         \x20 option vendor-class-identifier \"HTTPClient\";\n",
         lease = boot.lease_time,
         domain = site.domain,
         menu = boot.menu_url,
-        http = boot.http_boot_url,
+        support = boot.support,
     ));
+    let arch = |a: &u16| format!("option client-arch = {:02x}:{:02x}", a >> 8, a & 0xff);
+    let http: Vec<(String, &str)> = boot
+        .builds
+        .iter()
+        .filter_map(|s| Some((arch(&s.build.firmware.http_arch()?), s.http_url.as_deref()?)))
+        .collect();
+    for (i, (test, url)) in http.iter().enumerate() {
+        let keyword = if i == 0 { "if" } else { "} elsif" };
+        out.push_str(&format!("  {keyword} {test} {{\n    filename \"{url}\";\n"));
+    }
+    if !http.is_empty() {
+        out.push_str("  }\n");
+    }
+    for served in &boot.builds {
+        let tests: Vec<String> = served.build.firmware.pxe_arches().iter().map(arch).collect();
+        out.push_str(&format!(
+            "}} elsif {} {{\n{next}  filename \"{}\";\n",
+            tests.join(" or "),
+            served.build.path
+        ));
+    }
+    out.push_str("}\n");
     for n in &site.networks {
         out.push_str(&format!(
             "\n# Network {}\nsubnet {} netmask {} {{\n",

@@ -5,6 +5,7 @@
 mod addresses;
 mod dhcp;
 mod dns;
+mod ipxe;
 mod served;
 mod sources;
 
@@ -138,6 +139,13 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         files,
         origins,
         machines,
+        boot_artifacts: ipxe::builds(site)
+            .into_iter()
+            .map(|b| PlannedArtifact {
+                path: b.path,
+                sha256: b.sha256,
+            })
+            .collect(),
     })
 }
 
@@ -182,6 +190,10 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> Result<BTree
     );
     let mut files: BTreeMap<String, Vec<u8>> = dhcp.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
     files.insert(layout::MENU.into(), menu(site).into_bytes());
+    files.insert(
+        layout::TFTP_LIST.into(),
+        ipxe::tftp_list(&ipxe::builds(site)).into_bytes(),
+    );
     let mut lock = IpamLock {
         allocations: site.allocations.clone(),
         zones: BTreeMap::new(),
@@ -207,11 +219,13 @@ fn menu(site: &SiteModel) -> String {
     format!(
         "#!ipxe\n\
          # kiln boot menu for site {name}: ask the executor what this machine boots.\n\
-         # The MAC is sent as 52-54-00-12-34-56 (iPXE would percent-encode colons).\n\
+         # The MAC is the booting NIC's (netX: the one iPXE opened last, not\n\
+         # net0, the first it found), sent as 52-54-00-12-34-56 (iPXE would\n\
+         # percent-encode colons).\n\
          # When the machine's script returns (its disk is to boot), leave iPXE\n\
          # so the firmware boots the next device.\n\
          :start\n\
-         chain --autofree {SERVER}/boot/ipxe?mac=${{net0/mac:hexhyp}} || goto retry\n\
+         chain --autofree {SERVER}/boot/ipxe?mac=${{netX/mac:hexhyp}} || goto retry\n\
          exit\n\
          :retry\n\
          echo kiln: boot server {SERVER} unreachable, retrying in 10 s\n\
@@ -270,6 +284,10 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
             mac: kiln_plan::Mac::parse(&primary.mac).ok_or_else(|| {
                 Diagnostics::from(m.input.error("/spec/interfaces/0/mac", false, "not a MAC address"))
             })?,
+            other_macs: m.interfaces[1..]
+                .iter()
+                .filter_map(|i| kiln_plan::Mac::parse(&i.mac))
+                .collect(),
             ip: primary.ip.to_string(),
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
