@@ -148,7 +148,8 @@ pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
         write(
             r,
             &format!("blueprints/{bp}/templates/boot.ipxe.j2"),
-            "#!ipxe\n# {{ blueprint.name }} of {{ machine.name }}\nkernel {{ blueprint.artifacts.kernel.url }} console=ttyS0 kiln.install={{ install_url }}\ninitrd {{ blueprint.artifacts.initrd.url }}\nboot\n",
+            // `--name` and `initrd=`: a UEFI kernel's EFI stub finds its initrd by name.
+            "#!ipxe\n# {{ blueprint.name }} of {{ machine.name }}\nkernel --name vmlinuz {{ blueprint.artifacts.kernel.url }} initrd=initrd.img console=ttyS0 kiln.install={{ install_url }}\ninitrd --name initrd.img {{ blueprint.artifacts.initrd.url }}\nboot\n",
         );
     }
     write(

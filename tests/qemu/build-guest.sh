@@ -240,9 +240,17 @@ while [ ! -e /sys/class/net/eth0 ]; do
     sleep 0.1
 done
 ip link set lo up
-ip link set eth0 up
-udhcpc -i eth0 -q -n -t 10 || fail "dhcp on eth0"
-say "dhcp ok $(ip -4 -o addr show dev eth0 | awk '{print $4}'), uptime $(cut -d' ' -f1 /proc/uptime)s"
+sleep 0.5
+# The machine may have several NICs, and the one it booted from need not be
+# eth0 (a storage NIC may come first): the first that gets a lease wins.
+nic=
+for dev in /sys/class/net/eth*; do
+    dev=${dev##*/}
+    ip link set "$dev" up
+    if udhcpc -i "$dev" -q -n -t 4 -T 1; then nic=$dev; break; fi
+done
+[ -n "$nic" ] || fail "dhcp on every NIC"
+say "dhcp ok on $nic $(ip -4 -o addr show dev "$nic" | awk '{print $4}'), uptime $(cut -d' ' -f1 /proc/uptime)s"
 
 url=
 for a in $(cat /proc/cmdline); do
