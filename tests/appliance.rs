@@ -366,6 +366,14 @@ fn the_operator_api_is_not_served_in_clear_beyond_loopback() {
             && stderr.contains("--insecure-operator-api"),
         "{stderr}"
     );
+    // An operators file that does not exist yet (filled in later, reread
+    // while serving) counts as an operator API too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--plan", &site.p("out/t"), "--state", &site.p("state")])
+        .args(["--operators", &site.p("later.yaml"), "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -411,12 +419,18 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
         );
     }
     let s = site.serve(&["--operators", &ops]);
-    // A viewer reads...
+    // A viewer reads, but a machine's facts are for operators.
+    install(&s.url, "52-54-00-00-00-01");
+    let seen = op(&s, "GET", "/v1/machines/m1", &vera, "").json();
+    assert_eq!(seen["lastFacts"]["snapshot"], serde_json::json!({}), "{seen}");
+    let full = op(&s, "GET", "/v1/machines/m1", &olga, "").json();
+    assert_eq!(full["lastFacts"]["snapshot"]["postinstall_done"], true, "{full}");
     assert_eq!(op(&s, "GET", "/v1/machines", &vera, "").status, 200);
     assert_eq!(op(&s, "GET", "/metrics", &vera, "").status, 200);
     assert_eq!(op(&s, "GET", "/v1/plans", &vera, "").status, 200);
     // ...and changes nothing.
     let before = audit(&s).len();
+    let state_before = op(&s, "GET", "/v1/machines/m1", ADMIN, "").json()["state"].clone();
     let denied = op(&s, "POST", "/v1/machines/m1/reprovision", &vera, "");
     assert_eq!(denied.status, 403, "{}", denied.text());
     assert!(
@@ -428,6 +442,10 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
     assert_eq!(op(&s, "GET", "/v1/diag", &olga, "").status, 403);
     assert_eq!(op(&s, "GET", "/v1/backup", &vera, "").status, 403);
     assert_eq!(audit(&s).len(), before, "a refused request is not an action");
+    assert_eq!(
+        op(&s, "GET", "/v1/machines/m1", ADMIN, "").json()["state"],
+        state_before
+    );
     // An operator reprovisions, in two steps, and the audit says who.
     let pending = op(&s, "POST", "/v1/machines/m1/reprovision", &olga, "{}");
     assert_eq!(pending.status, 202);
@@ -477,6 +495,17 @@ fn facts_reports_and_event_streams_are_bounded() {
     let s = site.serve(&["--max-event-streams", "2"]);
     let script = http(&s.url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"").text();
     let token = token_of(&script);
+    // Without a live token the body is never waited for.
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        b"POST /v1/agents/facts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Length: 1000000\r\n\r\n{",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 32];
+    let n = slow.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 401"));
     let big = format!("{{\"blob\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
     assert_eq!(report(&s.url, &token, &big).status, 413);
     assert_eq!(report(&s.url, &token, r#"{"postinstall_done": true}"#).status, 200);
@@ -742,6 +771,13 @@ fn a_restore_refuses_a_live_or_occupied_state_unless_forced() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("kiln.db.replaced-"));
     assert!(kept, "the replaced state is kept beside");
+    // A write-ahead log left without its database is not replayed onto
+    // the restored one: it goes aside too.
+    std::fs::create_dir_all(site.path("fresh2")).unwrap();
+    std::fs::write(site.path("fresh2/kiln.db-wal"), b"stale frames").unwrap();
+    let leftover = kiln_out(&["serve", "restore", "--from", &backup, "--state", &site.p("fresh2")]);
+    assert_eq!(leftover.code, 0, "{}", leftover.stderr);
+    assert!(!site.path("fresh2/kiln.db-wal").exists());
     // Not a backup at all.
     write(site.repo.path(), "junk.db", "hello");
     let junk = kiln_out(&[
@@ -925,6 +961,31 @@ fn a_rollback_pins_the_plan_before_and_a_new_plan_json_waits() {
     assert!(records.iter().any(|r| r["action"] == "plan unpinned"));
 }
 
+/// Going back to a plan that names an older generation of an installed
+/// machine does not install it again.
+#[test]
+fn a_rollback_never_reinstalls_a_machine() {
+    let site = Site::new(0);
+    let s = site.serve(&[]);
+    assert_eq!(install(&s.url, "52-54-00-00-00-01").1, 200);
+    let a = active(&s);
+    edit(
+        site.repo.path(),
+        "sites/t/machines/m.yaml",
+        "metadata: {name: m1}\nspec:\n",
+        "metadata: {name: m1}\nspec:\n  generation: 2\n",
+    );
+    assert_eq!(kiln(site.repo.path(), &["render"]).code, 0);
+    wait_for("plan B", Duration::from_secs(10), || active(&s) != a);
+    assert_eq!(install(&s.url, "52-54-00-00-00-01").1, 200, "generation 2 installs");
+    let done = confirm(&s, "/v1/plans/rollback", ADMIN);
+    assert_eq!(done.status, 200, "{}", done.text());
+    let m1 = op(&s, "GET", "/v1/machines/m1", ADMIN, "").json();
+    assert_eq!(m1["state"], "installed", "{m1}");
+    let script = http(&s.url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"").text();
+    assert!(script.contains("sanboot") && !script.contains("/install/"), "{script}");
+}
+
 #[test]
 fn an_admin_pins_a_kept_plan_and_the_history_is_bounded() {
     let site = Site::new(0);
@@ -960,6 +1021,21 @@ fn an_admin_pins_a_kept_plan_and_the_history_is_bounded() {
     );
     assert_eq!(wrong.status, 409);
     assert_eq!(active(&s), older);
+    // A rollback confirmed after the plan in force changed is refused.
+    assert_eq!(op(&s, "POST", "/v1/plans/unpin", ADMIN, "").status, 200);
+    let first = op(&s, "POST", "/v1/plans/rollback", ADMIN, "");
+    let code = first.json()["confirm"].as_str().unwrap().to_string();
+    wait_for("the newest plan again", Duration::from_secs(10), || {
+        active(&s) == kept[0]
+    });
+    let stale = op(
+        &s,
+        "POST",
+        "/v1/plans/rollback",
+        ADMIN,
+        &format!("{{\"confirm\": \"{code}\"}}"),
+    );
+    assert_eq!(stale.status, 409, "{}", stale.text());
 }
 
 // ---------------------------------------------------------------- diagnostics

@@ -108,7 +108,6 @@ impl Drop for Namespace {
     }
 }
 
-
 fn guest() -> (Vec<u8>, Vec<u8>) {
     let guest = repo_root().join("target/qemu-guest");
     let build = Command::new("bash")
@@ -222,7 +221,10 @@ fn boot(tag: &str, r: &Path, via: Via) -> Boot {
         &r.join("serve.log"),
     );
     let started = Instant::now();
-    while !std::fs::read_to_string(r.join("serve.log")).unwrap_or_default().contains("listening on") {
+    while !std::fs::read_to_string(r.join("serve.log"))
+        .unwrap_or_default()
+        .contains("listening on")
+    {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "kiln serve did not start:\n{}",
@@ -309,7 +311,15 @@ fn boot(tag: &str, r: &Path, via: Via) -> Boot {
 }
 
 fn assert_installed(b: &Boot) {
-    let tail: String = b.console.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = b
+        .console
+        .chars()
+        .rev()
+        .take(4000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(
         b.console.contains("KILN-GUEST: install script exit 0"),
         "the guest did not report; the end of its console:\n{tail}\nthe executor's log:\n{}",

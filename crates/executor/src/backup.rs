@@ -235,6 +235,11 @@ pub fn restore(from: &Path, state_dir: &Path, key: Option<&BackupKey>, force: bo
     let _lock = lock_state(state_dir)?;
     let target = state_dir.join(DB_FILE);
     let exists = std::fs::metadata(&target).is_ok_and(|m| m.len() > 0);
+    // A write-ahead log without its database (moved away by hand) would be
+    // replayed onto the restored one: it goes aside with the database.
+    let leftovers = ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|suffix| std::path::Path::new(&format!("{}{suffix}", target.display())).exists());
     if exists && !force {
         return Err(fail(
             &target,
@@ -247,9 +252,9 @@ pub fn restore(from: &Path, state_dir: &Path, key: Option<&BackupKey>, force: bo
         Error::Backup { reason, .. } => fail(from, reason),
         other => other,
     })?;
-    if exists {
+    if exists || leftovers {
         let aside = state_dir.join(format!("{DB_FILE}.replaced-{}", now()));
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
             let old = PathBuf::from(format!("{}{suffix}", target.display()));
             if old.exists() {
                 let to = PathBuf::from(format!("{}{suffix}", aside.display()));
@@ -257,6 +262,13 @@ pub fn restore(from: &Path, state_dir: &Path, key: Option<&BackupKey>, force: bo
             }
         }
         restored.replaced = Some(aside);
+    }
+    // Owned like the state directory, so the executor's user (not the root
+    // who ran the restore) can open it.
+    if let Ok(meta) = std::fs::metadata(state_dir) {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(&scratch.0, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|source| Error::io(&scratch.0, source))?;
     }
     std::fs::rename(&scratch.0, &target).map_err(|source| Error::io(&target, source))?;
     if let Ok(dir) = std::fs::File::open(state_dir) {

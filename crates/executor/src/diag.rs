@@ -47,12 +47,22 @@ fn token_char(c: char) -> bool {
 }
 
 impl Redactor {
-    fn new(c: &Connection, secrets: &secrets::Secrets, operators: Arc<Operators>) -> rusqlite::Result<Redactor> {
+    /// `token_file`: the single admin token's file, whose token may hold
+    /// characters that split words, so it is searched for as written.
+    fn new(
+        c: &Connection,
+        secrets: &secrets::Secrets,
+        operators: Arc<Operators>,
+        token_file: Option<&Path>,
+    ) -> rusqlite::Result<Redactor> {
         let run_tokens = c
             .prepare("SELECT hash FROM tokens")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut literals: Vec<String> = secrets.values().into_iter().filter(|v| v.len() >= MIN_SECRET).collect();
+        if let Some(token) = token_file.and_then(|f| std::fs::read_to_string(f).ok()) {
+            literals.push(token.trim().to_string());
+        }
         // Longest first, so a secret containing another goes whole.
         literals.sort_by_key(|v| std::cmp::Reverse(v.len()));
         Ok(Redactor {
@@ -72,6 +82,7 @@ impl Redactor {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
+        let out = self.assignments(&out);
         // Words that hash to a token the executor knows.
         let mut result = String::with_capacity(out.len());
         let mut rest = out.as_str();
@@ -89,6 +100,47 @@ impl Redactor {
         }
         result.push_str(rest);
         result
+    }
+
+    /// `password=...`, `API_KEY: ...` and the like inside a text: the value
+    /// after a sensitive name and `=` or `:`, up to a space, quote or
+    /// separator.
+    fn assignments(&mut self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(['=', ':']) {
+            let (before, after) = rest.split_at(at);
+            let name_start = before
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+                .map_or(0, |(i, c)| i + c.len_utf8());
+            let mut value_start = after[1..].len() - after[1..].trim_start_matches(' ').len() + 1;
+            // A quoted value runs to its closing quote.
+            let quote = after[value_start..].chars().next().filter(|c| *c == '"' || *c == '\'');
+            value_start += quote.map_or(0, char::len_utf8);
+            let value_len = after[value_start..]
+                .find(|c: char| match quote {
+                    Some(q) => c == q,
+                    None => c.is_whitespace() || "\"',;&".contains(c),
+                })
+                .unwrap_or(after.len() - value_start);
+            out.push_str(before);
+            if sensitive_key(&before[name_start..])
+                && value_len > 0
+                && &after[value_start..value_start + value_len] != REDACTED
+            {
+                self.count += 1;
+                out.push_str(&after[..value_start]);
+                out.push_str(REDACTED);
+                rest = &after[value_start + value_len..];
+            } else {
+                out.push_str(&after[..1]);
+                rest = &after[1..];
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     fn is_token(&self, word: &str) -> bool {
@@ -217,15 +269,31 @@ impl Bundle {
     }
 }
 
-/// The bundle of a running executor.
+/// A connection of its own, so a bundle never holds the API's reader.
+fn connect(state_dir: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open_with_flags(
+        state_dir.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(c)
+}
+
+/// The bundle of a running executor (blocking: run it off the runtime).
 pub(crate) fn live_bundle(app: &App, readyz: Value, metrics: String) -> Result<Vec<u8>, String> {
     let active = app.current_plan().map(|p| p.digest.clone());
     let mut bundle = Bundle {
         files: Vec::new(),
         missing: Vec::new(),
     };
-    let redacted = app.store.read(|c| {
-        let mut r = Redactor::new(c, &app.secrets, app.operators())?;
+    let redacted = (|| -> rusqlite::Result<usize> {
+        let c = &connect(&app.opts.state_dir)?;
+        let mut r = Redactor::new(
+            c,
+            &app.secrets,
+            app.operators(),
+            app.opts.operator_token_file.as_deref(),
+        )?;
         bundle.version(&mut r, c)?;
         bundle.json(&mut r, "flags.json", app.opts.describe());
         bundle.json(&mut r, "readyz.json", readyz);
@@ -237,7 +305,8 @@ pub(crate) fn live_bundle(app: &App, readyz: Value, metrics: String) -> Result<V
             .unwrap_or_default();
         bundle.text(&mut r, "executor.log", &(log.join("\n") + "\n"));
         Ok(r.count)
-    })?;
+    })()
+    .map_err(|e| e.to_string())?;
     bundle.finish(redacted)
 }
 
@@ -266,7 +335,7 @@ pub fn offline_bundle(
         files: Vec::new(),
         missing: vec!["readyz.json", "metrics.txt", "executor.log"],
     };
-    let mut r = Redactor::new(&c, &secrets, operators).map_err(sql)?;
+    let mut r = Redactor::new(&c, &secrets, operators, token_file).map_err(sql)?;
     bundle.version(&mut r, &c).map_err(sql)?;
     bundle.json(
         &mut r,
@@ -279,4 +348,30 @@ pub fn offline_bundle(
         path: state_dir.to_path_buf(),
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(literals: &[&str]) -> Redactor {
+        Redactor {
+            literals: literals.iter().map(|s| s.to_string()).collect(),
+            run_tokens: HashSet::new(),
+            operators: Arc::new(Operators::default()),
+            count: 0,
+        }
+    }
+
+    #[test]
+    fn values_after_sensitive_names_are_redacted_in_text() {
+        let mut r = redactor(&["s3cr3t-value"]);
+        let text = "rootpw=hunter2 DB_PASSWORD: x1, api-key=abc&next=1 url http://host:8080/a token:\"q\" note s3cr3t-value ünïcode=ok";
+        let out = r.text(text);
+        assert_eq!(
+            out,
+            "rootpw=hunter2 DB_PASSWORD: ***, api-key=***&next=1 url http://host:8080/a token:\"***\" note *** ünïcode=ok"
+        );
+        assert_eq!(r.count, 4);
+    }
 }

@@ -44,7 +44,8 @@ pub(crate) enum Surface {
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
-    let facts_limit = DefaultBodyLimit::max(app.opts.connections.max_facts_bytes);
+    // The facts handler reads its body itself, within its own limit.
+    let facts_limit = DefaultBodyLimit::disable();
     let mut router = Router::new()
         .route("/menu.ipxe", get(menu))
         .route("/boot/ipxe", get(boot))
@@ -349,10 +350,29 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn facts(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Answer {
+/// Time a client has to send a facts report's body, once its headers are in.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The token is checked before the body is read, and the body must arrive
+/// within `BODY_TIMEOUT` and fit `--max-facts-kib`: a client without a
+/// live token cannot make the executor hold a slow body.
+async fn facts(State(app): State<Arc<App>>, request: Request) -> Answer {
     let plan = active_plan(&app)?;
-    let token = bearer(&headers).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer run token is required"))?;
-    let run = authorize(&app, token).await?;
+    let token = bearer(request.headers())
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer run token is required"))?
+        .to_string();
+    let run = authorize(&app, &token).await?;
+    let limit = app.opts.connections.max_facts_bytes;
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(request.into_body(), limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a facts report may have at most {} KiB (--max-facts-kib)", limit / 1024),
+            ))
+        }
+        Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "the report's body came too slowly")),
+    };
     let snapshot = match serde_json::from_slice::<Value>(&body) {
         Ok(v) if v["snapshot"].is_object() => v["snapshot"].clone(),
         _ => return Err(error(StatusCode::BAD_REQUEST, "the body must be {\"snapshot\": {...}}")),
@@ -431,7 +451,13 @@ async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name)
     let m = plan
         .machine(&name)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such machine in the plan"))?;
-    let detail = app.store.read(|c| machines::machine_detail(c, m)).map_err(internal)?;
+    let mut detail = app.store.read(|c| machines::machine_detail(c, m)).map_err(internal)?;
+    // A machine's facts are for operators; a viewer sees that there are some.
+    if operator(&app, &headers, Role::Operator).is_err() {
+        if let Some(facts) = detail.get_mut("lastFacts").filter(|f| !f.is_null()) {
+            *facts = json!({"at": facts["at"], "snapshot": {}, "hidden": "facts need the operator role"});
+        }
+    }
     Ok(Json(detail).into_response())
 }
 
@@ -546,6 +572,7 @@ fn plan_pending(action: String, token: String) -> Response {
 /// Activates the kept plan `digest` as `how` (pinned), or pins it when it
 /// is already in force; answers with both digests.
 async fn switch_plan(app: &App, digest: String, actor: String, how: Activation) -> Answer {
+    let _activating = app.activation.lock().await;
     let previous = app.current_plan().map(|p| p.digest.clone());
     if previous.as_deref() == Some(digest.as_str()) {
         let (d, prev) = (digest.clone(), previous.clone().unwrap_or_default());
@@ -618,8 +645,10 @@ async fn plan_rollback(State(app): State<Arc<App>>, headers: HeaderMap, body: ax
         .read(|c| history::previous(c, &active))
         .map_err(internal)?
         .ok_or_else(|| error(StatusCode::CONFLICT, "the history holds no plan before the active one"))?;
+    // The confirmation is for this rollback only: if the plan in force
+    // changes in between, it no longer matches.
     let action = format!("roll back from plan {active} to plan {previous}");
-    if let Some(token) = two_step(&app, "rollback", &body)? {
+    if let Some(token) = two_step(&app, &action, &body)? {
         return Ok(plan_pending(action, token));
     }
     switch_plan(&app, previous, actor, Activation::Rollback).await
@@ -628,6 +657,7 @@ async fn plan_rollback(State(app): State<Arc<App>>, headers: HeaderMap, body: ax
 /// Unpins: the executor follows `plan.json` again from its next check.
 async fn plan_unpin(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     let actor = operator(&app, &headers, Role::Admin)?;
+    let _activating = app.activation.lock().await;
     let active = app.current_plan().map(|p| p.digest.clone()).unwrap_or_default();
     let digest = active.clone();
     app.store
@@ -674,7 +704,13 @@ async fn diag_download(State(app): State<Arc<App>>, headers: HeaderMap) -> Answe
     let actor = operator(&app, &headers, Role::Admin)?;
     let readyz = readiness(&app, app.current_plan().as_deref());
     let metrics = metrics_text(&app);
-    let bundle = diag::live_bundle(&app, readyz, metrics).map_err(internal)?;
+    let bundle = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || diag::live_bundle(&app, readyz, metrics))
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(internal)?
+    };
     let digest = app.current_digest();
     let size = bundle.len();
     app.store

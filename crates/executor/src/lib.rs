@@ -108,6 +108,8 @@ struct Readiness {
     last_refusal: Option<(i64, String)>,
     /// The plan on disk a pinned plan holds back (audited once).
     held_back: Option<String>,
+    /// The last refused candidate and why (audited once).
+    refused: Option<(Option<String>, String)>,
 }
 
 /// Everything the endpoints share.
@@ -125,6 +127,9 @@ pub struct App {
     auth_guard: guard::AuthGuard,
     /// Open `/v1/events` streams.
     event_streams: Arc<tokio::sync::Semaphore>,
+    /// Held by whatever changes the plan in force (the watcher, pin,
+    /// rollback, unpin), so their checks and changes never interleave.
+    activation: tokio::sync::Mutex<()>,
 }
 
 /// The executor's recent log lines, for the diagnostics bundle.
@@ -188,6 +193,7 @@ impl App {
     /// one is held back, audited once). A plan that does not verify is
     /// refused and the one in force keeps serving.
     async fn refresh_plan(&self) {
+        let _activating = self.activation.lock().await;
         let in_force = self.current_digest();
         let path = self.opts.plan_dir.join(kiln_plan::PLAN_FILE);
         let bytes = match tokio::fs::read(&path).await {
@@ -267,6 +273,7 @@ impl App {
         if let Ok(mut r) = self.readiness.lock() {
             r.activations += 1;
             r.held_back = None;
+            r.refused = None;
         }
         self.publish(events);
         Ok(())
@@ -296,12 +303,12 @@ impl App {
     /// Records a refusal (once per distinct reason) and keeps the plan in
     /// force.
     async fn refuse(&self, reason: &str, in_force: &str, candidate: Option<&str>) {
+        let this = (candidate.map(str::to_string), reason.to_string());
         let repeated = self
             .readiness
             .lock()
-            .ok()
-            .and_then(|r| r.last_refusal.clone())
-            .is_some_and(|(_, last)| last == reason);
+            .map(|mut r| r.refused.replace(this.clone()) == Some(this))
+            .unwrap_or(false);
         if repeated {
             return;
         }
@@ -375,7 +382,10 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     };
     let operators = sources.load()?;
     let tls = opts.tls.clone().map(tls::Tls::load).transpose()?.map(Arc::new);
-    if tls.is_none() && !operators.is_empty() && !opts.listen.ip().is_loopback() {
+    // Whether operators are configured, not whether any is listed yet: an
+    // operators file filled in later is reread while the executor runs.
+    let operator_api = opts.operators_file.is_some() || opts.operator_token_file.is_some();
+    if tls.is_none() && operator_api && !opts.listen.ip().is_loopback() {
         if !opts.insecure_operator_api {
             return Err(Error::InsecureOperatorApi(opts.listen));
         }
@@ -397,6 +407,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         confirmations: Mutex::new(HashMap::new()),
         auth_guard: guard::AuthGuard::new(opts.connections.max_auth_failures),
         event_streams: Arc::new(tokio::sync::Semaphore::new(opts.connections.max_event_streams)),
+        activation: tokio::sync::Mutex::new(()),
     });
     activate_pinned(&app).await;
     app.refresh_plan().await;

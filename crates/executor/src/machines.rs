@@ -58,13 +58,16 @@ fn set_state(
 }
 
 /// Brings the machines table in line with a newly activated plan: new
-/// machines appear as `new`, a bumped generation starts over.
+/// machines appear as `new`, a bumped generation starts over. A plan that
+/// names an older generation (a rollback, a pin) changes nothing: a
+/// machine installed at a later generation is never installed again by
+/// going back.
 pub(crate) fn sync_plan(t: &Connection, plan: &Plan, digest: &str, events: &mut Events) -> rusqlite::Result<()> {
     for m in &plan.machines {
         let generation = i64::from(m.generation);
         match machine_row(t, &m.name)? {
             None => add_machine(t, m, "machine added", digest)?,
-            Some(row) if row.generation != generation => {
+            Some(row) if row.generation < generation => {
                 exec(
                     t,
                     "UPDATE machines SET generation = ?2, mac = ?3 WHERE name = ?1",
@@ -218,18 +221,19 @@ pub(crate) fn boot(
         "UPDATE machines SET last_seen = ?2 WHERE name = ?1",
         params![m.name, now()],
     )?;
-    if row.installed_generation == Some(generation) {
+    if row.installed_generation.is_some_and(|g| g >= generation) {
         return Ok(Boot::Installed);
     }
-    if row.fetched_generation == Some(generation) {
+    if row.fetched_generation.is_some_and(|g| g >= generation) {
         return Ok(Boot::Fetched);
     }
-    let step =
-        if m.steps.iter().any(|s| s.name == StepName::Commission) && row.commissioned_generation != Some(generation) {
-            StepName::Commission
-        } else {
-            StepName::Install
-        };
+    let step = if m.steps.iter().any(|s| s.name == StepName::Commission)
+        && !row.commissioned_generation.is_some_and(|g| g >= generation)
+    {
+        StepName::Commission
+    } else {
+        StepName::Install
+    };
     let current = now();
     let run: Option<i64> = query_row(
         t,

@@ -98,12 +98,12 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(Error::io(path, source)),
     };
-    private(path)?;
+    not_writable_by_others(path)?;
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
     let entries: Vec<Entry> = serde_saphyr::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
-    let mut seen = std::collections::BTreeSet::new();
+    let (mut seen, mut hashes) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
     for (i, e) in entries.iter().enumerate() {
         let at = format!("entry {} ({})", i + 1, e.name);
         if !valid_name(&e.name) {
@@ -115,6 +115,9 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, Error> {
         if !seen.insert(e.name.clone()) {
             return Err(invalid(path, format!("{at}: the name is listed twice")));
         }
+        if !hashes.insert(e.sha256.to_ascii_lowercase()) {
+            return Err(invalid(path, format!("{at}: the token is another operator's too")));
+        }
         if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid(
                 path,
@@ -123,6 +126,23 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, Error> {
         }
     }
     Ok(entries)
+}
+
+/// The operators file holds only digests, so others may read it (the
+/// executor's user must), but nobody else may change who is an operator.
+fn not_writable_by_others(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| Error::io(path, source))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(invalid(
+            path,
+            format!("is writable by group or others (mode {:o}); chmod go-w", mode & 0o777),
+        ));
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -256,12 +276,18 @@ pub fn add_operator(path: &Path, name: &str, role: Role) -> Result<String, Error
         role.as_str(),
         kiln_plan::sha256_hex(token.as_bytes())
     ));
-    write_private(path, text.as_bytes())?;
+    write_file(path, text.as_bytes(), 0o644)?;
     Ok(token)
 }
 
 /// Writes a file readable by its owner only, whole or not at all.
 pub(crate) fn write_private(path: &Path, content: &[u8]) -> Result<(), Error> {
+    write_file(path, content, 0o600)
+}
+
+/// Writes a file with `mode`, whole or not at all, and durably (the
+/// directory entry too).
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
@@ -278,11 +304,12 @@ pub(crate) fn write_private(path: &Path, content: &[u8]) -> Result<(), Error> {
             .create(true)
             .truncate(true)
             .write(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&temp)?;
         file.write_all(content)?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
     })();
     result.map_err(|source| {
         let _ = std::fs::remove_file(&temp);
@@ -311,6 +338,18 @@ mod tests {
         assert!(ops.authenticate("not-a-token-of-anyone").is_none());
         let again = add_operator(&file, "alice", Role::Admin).unwrap_err().to_string();
         assert!(again.contains("already an operator"), "{again}");
+    }
+
+    #[test]
+    fn the_operators_file_may_be_read_by_others_but_not_changed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("operators.yaml");
+        add_operator(&file, "alice", Role::Viewer).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o644);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let err = Operators::load(Some(&file), None).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
     }
 
     #[test]
