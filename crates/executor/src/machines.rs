@@ -228,7 +228,7 @@ pub(crate) fn boot(
         return Ok(Boot::Fetched);
     }
     let step = if m.steps.iter().any(|s| s.name == StepName::Commission)
-        && !row.commissioned_generation.is_some_and(|g| g >= generation)
+        && row.commissioned_generation.is_none_or(|g| g < generation)
     {
         StepName::Commission
     } else {
