@@ -456,3 +456,42 @@ fn no_secret_reaches_out() {
         }
     }
 }
+
+/// `kiln boot-path MAC` says what a machine gets, for each firmware
+/// architecture, and agrees with what was rendered: every file it names is
+/// in the rendered dnsmasq config, the TFTP list or the plan.
+#[test]
+fn boot_path_says_what_a_machine_gets_and_agrees_with_the_render() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    let text = kiln(r, &["boot-path", "52:54:00:AA:34:01"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    insta::assert_snapshot!("boot_path_node_01_eth1", text.stdout);
+    let json = kiln(r, &["boot-path", "52-54-00-12-36-01", "--format", "json"]);
+    let path: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(path["machine"], "talos-cp-01");
+    let dnsmasq = std::fs::read_to_string(r.join("out/lab/dhcp/dnsmasq.conf")).unwrap();
+    let tftp = std::fs::read_to_string(r.join("out/lab/boot/tftp.sha256")).unwrap();
+    for answer in path["dhcp"].as_array().unwrap() {
+        let Some(loads) = answer["loads"].as_str() else {
+            continue;
+        };
+        assert!(dnsmasq.contains(&format!(",{loads}")), "dnsmasq.conf lacks {loads}");
+        if answer["via"] == "tftp" {
+            let line = format!("{}  {loads}", answer["sha256"].as_str().unwrap());
+            assert!(tftp.contains(&line), "tftp.sha256 lacks {line}");
+        }
+    }
+    for step in path["steps"].as_array().unwrap() {
+        for key in ["bootScript", "installFile"] {
+            if let Some(file) = step[key].as_str() {
+                assert!(r.join("out/lab").join(file).is_file(), "{file} is not rendered");
+            }
+        }
+    }
+    let unknown = kiln(r, &["boot-path", "52:54:00:99:99:99"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown
+        .stderr
+        .contains("no machine of any site has an interface with MAC 52:54:00:99:99:99"));
+}

@@ -21,6 +21,40 @@ pub struct ExplainArgs {
     pub values: ValueArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct BootPathArgs {
+    /// The MAC of one of the machine's interfaces, in any spelling.
+    pub mac: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextOrJson,
+    #[command(flatten)]
+    pub values: ValueArgs,
+}
+
+/// `kiln boot-path`: what one machine gets when it boots.
+pub(super) fn boot_path(session: &Session, args: BootPathArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
+    let overrides = args.values.layers()?;
+    let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);
+    let (model, resolve_diags) = kiln_compiler::resolve::resolve(&repo);
+    diags.extend(resolve_diags);
+    diags.finish(())?;
+    let options = Options {
+        only: Vec::new(),
+        overrides,
+        limits: session.limits,
+    };
+    let path = kiln_compiler::boot_path::boot_path(&repo, &model, &options, &args.mac)?;
+    match args.format {
+        TextOrJson::Text => write!(stdout, "{}", kiln_compiler::boot_path::to_text(&path))?,
+        TextOrJson::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&path).expect("boot paths serialize")
+        )?,
+    }
+    Ok(exit::OK)
+}
+
 pub(super) fn explain(session: &Session, args: ExplainArgs, stdout: &mut dyn Write) -> Result<i32, Failure> {
     let overrides = args.values.layers()?;
     let (repo, mut diags) = kiln_compiler::load::load(&session.repo, &session.out_dir);

@@ -73,6 +73,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Show where the values behind a rendered file came from, layer by layer.
     Explain(explain::ExplainArgs),
+    /// Show what a machine gets when it boots, for each firmware architecture.
+    BootPath(explain::BootPathArgs),
     /// Run the site executor on a rendered site plan.
     Serve(Box<serve::ServeArgs>),
     /// Show the machines of a running executor by state.
@@ -191,6 +193,7 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_termina
         Command::Validate(args) => render::validate(&session()?, args, stdout),
         Command::Diff(args) => diff::diff(&session()?, args, stdout, stdout_is_terminal),
         Command::Explain(args) => explain::explain(&session()?, args, stdout),
+        Command::BootPath(args) => explain::boot_path(&session()?, args, stdout),
         Command::Serve(args) => serve::serve(*args, stdout),
         Command::Diag(args) => serve::diag(args, stdout),
         Command::Status(args) => status::run(args, stdout),

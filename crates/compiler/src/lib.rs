@@ -5,6 +5,7 @@
 //! `emit` (plan + atomic write). `diff` and `explain` are built on the same
 //! stages. The types it hands to the executor live in the `kiln-plan` crate.
 
+pub mod boot_path;
 pub mod diag;
 pub mod diff;
 pub mod emit;

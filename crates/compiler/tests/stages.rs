@@ -26,6 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "boot_path",
+        &[
+            "diag", "yaml", "layout", "progress", "load", "resolve", "merge", "render", "emit",
+        ],
+    ),
+    (
         "explain",
         &[
             "diag", "yaml", "layout", "progress", "load", "resolve", "merge", "render", "emit",

@@ -9,16 +9,10 @@
 
 use serde_json::{json, Value};
 
-use super::ipxe::{self, Build};
+use super::ipxe::{self, Served};
 use crate::load::kinds::DhcpServer;
 use crate::render::settings::Dhcp;
 use crate::resolve::site::SiteModel;
-
-/// An iPXE build and the URL UEFI HTTP boot fetches it from.
-struct Served {
-    build: Build,
-    http_url: Option<String>,
-}
 
 /// What every DHCP config needs, worked out once.
 struct Boot {
@@ -40,28 +34,26 @@ struct Reservation {
     network: usize,
 }
 
+/// The URL iPXE clients are handed.
+pub(crate) fn menu_url(site: &SiteModel) -> String {
+    format!("{}/menu.ipxe", site.boot_server.trim_end_matches('/'))
+}
+
+/// The TFTP server PXE clients are sent to (`next-server`).
+pub(crate) fn tftp_server(site: &SiteModel, dhcp: &Dhcp) -> Option<String> {
+    Some(dhcp.tftp_server.clone())
+        .filter(|s| !s.is_empty())
+        .or_else(|| site.boot_server_ip.map(|ip| ip.to_string()))
+}
+
 pub(super) fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> (String, String) {
-    let set = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
-    let explicit_tftp = set(&dhcp.tftp_server);
-    let base = site.boot_server.trim_end_matches('/');
-    let builds = ipxe::builds(site);
+    let served = ipxe::served(site, dhcp);
     let boot = Boot {
-        menu_url: format!("{base}/menu.ipxe"),
-        support: ipxe::support(&builds),
-        builds: builds
-            .into_iter()
-            .map(|build| Served {
-                http_url: build.firmware.http_arch().map(|_| match build.firmware {
-                    ipxe::Firmware::X64 => {
-                        set(&dhcp.http_boot_url).unwrap_or_else(|| format!("{base}/artifacts/{}", build.path))
-                    }
-                    _ => format!("{base}/artifacts/{}", build.path),
-                }),
-                build,
-            })
-            .collect(),
-        tftp_explicit: explicit_tftp.is_some(),
-        tftp_server: explicit_tftp.or_else(|| site.boot_server_ip.map(|ip| ip.to_string())),
+        menu_url: menu_url(site),
+        support: ipxe::support(&served),
+        builds: served,
+        tftp_explicit: !dhcp.tftp_server.is_empty(),
+        tftp_server: tftp_server(site, dhcp),
         lease_time: dhcp.lease_time,
     };
     let reservations: Vec<Reservation> = site

@@ -6,12 +6,13 @@
 //! on to its next boot device instead of loading a binary it cannot run.
 
 use crate::load::kinds::{Artifact, IpxeBuilds};
+use crate::render::settings::Dhcp;
 use crate::resolve::site::SiteModel;
 
 /// A firmware architecture, as DHCP option 93 (RFC 4578, IANA "Processor
 /// Architecture Types") names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Firmware {
+pub(crate) enum Firmware {
     Bios,
     X64,
     Ia32,
@@ -19,9 +20,9 @@ pub(super) enum Firmware {
 }
 
 impl Firmware {
-    pub(super) const ALL: [Firmware; 4] = [Firmware::Bios, Firmware::X64, Firmware::Ia32, Firmware::Arm64];
+    pub(crate) const ALL: [Firmware; 4] = [Firmware::Bios, Firmware::X64, Firmware::Ia32, Firmware::Arm64];
 
-    pub(super) fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Firmware::Bios => "legacy BIOS",
             Firmware::X64 => "x64 UEFI",
@@ -41,7 +42,7 @@ impl Firmware {
     }
 
     /// Its PXE client architectures (option 93).
-    pub(super) fn pxe_arches(self) -> &'static [u16] {
+    pub(crate) fn pxe_arches(self) -> &'static [u16] {
         match self {
             Firmware::Bios => &[0],
             Firmware::X64 => &[7, 9],
@@ -51,7 +52,7 @@ impl Firmware {
     }
 
     /// Its UEFI HTTP boot client architecture.
-    pub(super) fn http_arch(self) -> Option<u16> {
+    pub(crate) fn http_arch(self) -> Option<u16> {
         match self {
             Firmware::Bios => None,
             Firmware::X64 => Some(16),
@@ -72,7 +73,7 @@ impl Firmware {
 
 /// One architecture's build.
 #[derive(Clone, Debug)]
-pub(super) struct Build {
+pub(crate) struct Build {
     pub firmware: Firmware,
     /// Under the artifacts directory, and under the TFTP root.
     pub path: String,
@@ -121,6 +122,28 @@ pub(super) fn builds(site: &SiteModel) -> Vec<Build> {
     }
 }
 
+/// A build and the URL UEFI HTTP boot fetches it from.
+pub(crate) struct Served {
+    pub build: Build,
+    pub http_url: Option<String>,
+}
+
+/// Every build the site serves, with its HTTP boot URL (the x64 one may be
+/// set by `values.dhcp.httpBootUrl`).
+pub(crate) fn served(site: &SiteModel, dhcp: &Dhcp) -> Vec<Served> {
+    let base = site.boot_server.trim_end_matches('/');
+    builds(site)
+        .into_iter()
+        .map(|build| Served {
+            http_url: build.firmware.http_arch().map(|_| match build.firmware {
+                Firmware::X64 if !dhcp.http_boot_url.is_empty() => dhcp.http_boot_url.clone(),
+                _ => format!("{base}/artifacts/{}", build.path),
+            }),
+            build,
+        })
+        .collect()
+}
+
 /// `boot/tftp.sha256`: the TFTP root's layout in `sha256sum` format, so
 /// `sha256sum -c` run in the TFTP root checks it.
 pub(super) fn tftp_list(builds: &[Build]) -> String {
@@ -128,10 +151,10 @@ pub(super) fn tftp_list(builds: &[Build]) -> String {
 }
 
 /// Which architectures the site boots, as comment lines for the configs.
-pub(super) fn support(builds: &[Build]) -> String {
+pub(super) fn support(served: &[Served]) -> String {
     let (yes, no): (Vec<Firmware>, Vec<Firmware>) = Firmware::ALL
         .into_iter()
-        .partition(|f| builds.iter().any(|b| b.firmware == *f));
+        .partition(|f| served.iter().any(|s| s.build.firmware == *f));
     let names = |fs: &[Firmware]| fs.iter().map(|f| f.describe()).collect::<Vec<_>>().join(", ");
     let mut lines = format!("# This site boots {}.\n", names(&yes));
     if !no.is_empty() {

@@ -3,9 +3,9 @@
 //! configs, DNS zones, the IPAM lock and the machines of the plan.
 
 mod addresses;
-mod dhcp;
+pub(crate) mod dhcp;
 mod dns;
-mod ipxe;
+pub(crate) mod ipxe;
 mod served;
 mod sources;
 
@@ -163,6 +163,12 @@ fn describe(origin: &Origin) -> String {
         (_, Some(t)) => t.clone(),
         (_, None) => "the site".into(),
     }
+}
+
+/// The DHCP settings of a site (its values over the built-in ones).
+pub(crate) fn dhcp_settings(cx: &Context, site: &SiteModel) -> Result<settings::Dhcp, Diagnostics> {
+    settings::read(&cx.site_values(site.input), "dhcp")
+        .map_err(|e: String| Diagnostics::from(site.input.error("/spec/values", true, e)))
 }
 
 /// The site's own files: boot menu, DHCP configs, DNS zones and the IPAM
