@@ -150,7 +150,7 @@ fn a_machine_boots_installs_and_then_boots_its_disk() {
     assert_eq!(menu.status, 200);
     assert!(
         menu.text()
-            .contains(&format!("{}/boot/ipxe?mac=${{net0/mac:hexhyp}}", s.url)),
+            .contains(&format!("{}/boot/ipxe?mac=${{netX/mac:hexhyp}}", s.url)),
         "{}",
         menu.text()
     );

@@ -127,7 +127,7 @@ fn ipxe_scripts_and_the_commissioning_script() {
         check("sh", &["-n", &sh], &lab());
     }
     let menu = std::fs::read_to_string(lab().join("boot/menu.ipxe")).unwrap();
-    assert!(menu.contains("@@kiln:server@@/boot/ipxe?mac=${net0/mac:hexhyp}"));
+    assert!(menu.contains("@@kiln:server@@/boot/ipxe?mac=${netX/mac:hexhyp}"));
 }
 
 #[test]
