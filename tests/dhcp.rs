@@ -21,6 +21,8 @@ struct Net {
     client: String,
     server_if: String,
     client_if: String,
+    /// For a routed network: the namespace of the relay between the two.
+    relay: Option<String>,
 }
 
 fn ip(args: &[&str]) {
@@ -40,6 +42,7 @@ impl Net {
             client: format!("kiln-dhcp-c{id}"),
             server_if: format!("kds{id}"),
             client_if: format!("kdc{id}"),
+            relay: None,
         };
         ip(&["netns", "add", &net.server]);
         ip(&["netns", "add", &net.client]);
@@ -64,6 +67,72 @@ impl Net {
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         net
+    }
+
+    /// A routed network: the client's namespace (10.9.0.0/24, nothing on
+    /// it but the relay), a relay's namespace with 10.9.0.1 and
+    /// 198.18.1.1, and the server's namespace with 198.18.1.2 and a route
+    /// to 10.9.0.0/24 through the relay. The relay is dnsmasq relaying
+    /// (`--dhcp-relay`), with 10.9.0.1 as the giaddr it forwards with.
+    fn routed(dir: &Path) -> Net {
+        let id = std::process::id() % 100_000;
+        let net = Net {
+            server: format!("kiln-rly-s{id}"),
+            client: format!("kiln-rly-c{id}"),
+            server_if: format!("krs{id}"),
+            client_if: format!("krc{id}"),
+            relay: Some(format!("kiln-rly-r{id}")),
+        };
+        let relay = net.relay.clone().unwrap();
+        let (up, down) = (format!("kru{id}"), format!("krd{id}"));
+        for ns in [&net.server, &net.client, &relay] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&["link", "add", &net.server_if, "type", "veth", "peer", "name", &up]);
+        ip(&["link", "add", &net.client_if, "type", "veth", "peer", "name", &down]);
+        for (dev, ns) in [
+            (&net.server_if, &net.server),
+            (&up, &relay),
+            (&down, &relay),
+            (&net.client_if, &net.client),
+        ] {
+            ip(&["link", "set", dev, "netns", ns]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", &net.server, "addr", "add", "198.18.1.2/24", "dev", &net.server_if]);
+        ip(&["-n", &net.server, "route", "add", "10.9.0.0/24", "via", "198.18.1.1"]);
+        ip(&["-n", &relay, "addr", "add", "198.18.1.1/24", "dev", &up]);
+        ip(&["-n", &relay, "addr", "add", "10.9.0.1/24", "dev", &down]);
+        let log = dir.join("relay.log");
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &relay,
+                "dnsmasq",
+                "--no-daemon",
+                "--port=0",
+                "--log-dhcp",
+            ])
+            .arg("--dhcp-relay=10.9.0.1,198.18.1.2")
+            .arg(format!("--pid-file={}", dir.join("relay.pid").display()))
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+            .spawn()
+            .unwrap();
+        net
+    }
+
+    /// Kills what runs in the server's namespace (a server and the
+    /// children it may leave).
+    fn stop_servers(&self) {
+        if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.server]).output() {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     fn client_mac(&self, mac: &str) {
@@ -138,7 +207,14 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for ns in [&self.server, &self.client] {
+        if let Some(relay) = &self.relay {
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", relay]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").arg(pid).status();
+                }
+            }
+        }
+        for ns in [&self.server, &self.client].into_iter().chain(&self.relay) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -178,7 +254,6 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
     let run = kiln(r, &["render"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let dhcp = r.join("out/d/dhcp");
     let net = Net::new();
     // What a site's Kea needs when systemd does not make it (docs/sites.md):
     // the lease file's directory, and a directory for its PID file and its
@@ -189,41 +264,7 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     std::fs::create_dir_all(&kea_dir).unwrap();
     std::fs::write(r.join("dhcpd.leases"), "").unwrap();
     let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
-    let servers: Vec<(&str, Vec<String>)> = vec![
-        (
-            "dnsmasq",
-            vec![
-                "dnsmasq".into(),
-                format!("--conf-file={}", dhcp.join("dnsmasq.conf").display()),
-                "--no-daemon".into(),
-                format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
-            ],
-        ),
-        (
-            "kea",
-            vec![
-                "kea-dhcp4".into(),
-                "-c".into(),
-                dhcp.join("kea-dhcp4.json").display().to_string(),
-            ],
-        ),
-        (
-            "isc",
-            vec![
-                "dhcpd".into(),
-                "-4".into(),
-                "-f".into(),
-                "-cf".into(),
-                dhcp.join("dhcpd.conf").display().to_string(),
-                "-lf".into(),
-                r.join("dhcpd.leases").display().to_string(),
-                "-pf".into(),
-                r.join("dhcpd.pid").display().to_string(),
-                net.server_if.clone(),
-            ],
-        ),
-    ];
-    for (name, command) in servers {
+    for (name, command) in servers(r, "d", &net) {
         let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let env = if name == "kea" { kea_env } else { &[] };
         let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
@@ -268,14 +309,111 @@ fn every_dhcp_server_boots_every_kind_of_client() {
         let _ = server.kill();
         let _ = server.wait();
         // dnsmasq and dhcpd may leave children behind in the namespace.
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &net.server])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").arg(pid).status();
-                }
-            });
-        std::thread::sleep(Duration::from_millis(300));
+        net.stop_servers();
+    }
+}
+
+/// The three servers' commands, as each runs with its rendered config.
+fn servers(r: &Path, site: &str, net: &Net) -> Vec<(&'static str, Vec<String>)> {
+    let dhcp = r.join("out").join(site).join("dhcp");
+    vec![
+        (
+            "dnsmasq",
+            vec![
+                "dnsmasq".into(),
+                format!("--conf-file={}", dhcp.join("dnsmasq.conf").display()),
+                "--no-daemon".into(),
+                format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
+            ],
+        ),
+        (
+            "kea",
+            vec![
+                "kea-dhcp4".into(),
+                "-c".into(),
+                dhcp.join("kea-dhcp4.json").display().to_string(),
+            ],
+        ),
+        (
+            "isc",
+            vec![
+                "dhcpd".into(),
+                "-4".into(),
+                "-f".into(),
+                "-cf".into(),
+                dhcp.join("dhcpd.conf").display().to_string(),
+                "-lf".into(),
+                r.join("dhcpd.leases").display().to_string(),
+                "-pf".into(),
+                r.join("dhcpd.pid").display().to_string(),
+                net.server_if.clone(),
+            ],
+        ),
+    ]
+}
+
+/// A routed site: the machines' network is reached through a DHCP relay.
+/// Each server, run with its rendered config, serves a client on the far
+/// subnet its reserved address and boot file through the relay, and an
+/// unknown client a lease from that subnet's range.
+#[test]
+fn every_dhcp_server_serves_a_network_behind_a_relay() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    write(
+        r,
+        "sites/r/site.yaml",
+        &format!(
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: r}}\nspec:\n  domain: r.example.net\n  bootServer: http://198.18.1.2:8080\n  networks:\n    - {{name: local, cidr: 198.18.1.0/24}}\n    - {{name: far, cidr: 10.9.0.0/24, gateway: 10.9.0.1, relay: {{address: 10.9.0.1}}, dns: [198.18.1.2], pool: {{start: 10.9.0.10, end: 10.9.0.50}}, dhcpRange: {{start: 10.9.0.100, end: 10.9.0.150}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile: {}}}\n",
+            r.join("tftp").display(),
+            r.join("kea/kea-leases4.csv").display()
+        ),
+    );
+    write(
+        r,
+        "sites/r/machines/m.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: far}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:00:09:01\", network: far}]\n",
+    );
+    copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
+    let run = kiln(r, &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let kea = std::fs::read_to_string(r.join("out/r/dhcp/kea-dhcp4.json")).unwrap();
+    assert!(kea.contains("\"ip-addresses\": [\n            \"10.9.0.1\""), "{kea}");
+    std::fs::create_dir_all(r.join("tftp")).unwrap();
+    let kea_dir = r.join("kea");
+    std::fs::create_dir_all(&kea_dir).unwrap();
+    std::fs::write(r.join("dhcpd.leases"), "").unwrap();
+    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
+    let net = Net::routed(r);
+    for (name, command) in servers(r, "r", &net) {
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let env = if name == "kea" { kea_env } else { &[] };
+        let _server = net.serve(&command, env, &r.join(format!("{name}.log")));
+        net.client_mac("52:54:00:00:09:01");
+        for (client, boot_file) in [(IPXE, "http://198.18.1.2:8080/menu.ipxe"), (BIOS, "ipxe/undionly.kpxe")] {
+            let lease = net.ask(r, name, client);
+            assert_eq!(
+                lease["ip"], "10.9.0.10",
+                "{name}: the reserved address through the relay: {lease:?}"
+            );
+            assert_eq!(
+                lease.get("boot_file").map(String::as_str),
+                Some(boot_file),
+                "{name}: {lease:?}"
+            );
+            assert_eq!(
+                lease.get("router").map(String::as_str),
+                Some("10.9.0.1"),
+                "{name}: {lease:?}"
+            );
+        }
+        net.client_mac("52:54:00:99:09:99");
+        let lease = net.ask(r, name, IPXE);
+        let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
+        assert!(
+            lease["ip"].starts_with("10.9.0.") && (100..=150).contains(&last),
+            "{name}: an unknown MAC leases from the far network's dhcpRange: {lease:?}"
+        );
+        net.stop_servers();
     }
 }

@@ -171,6 +171,17 @@ pub struct Network {
     pub pool: Option<AddressRange>,
     /// Addresses leased dynamically to unknown machines.
     pub dhcp_range: Option<AddressRange>,
+    /// The DHCP relay that forwards this network's requests to the site's
+    /// DHCP server, for a network the server is not on (a routed site).
+    pub relay: Option<Relay>,
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    /// The relay agent's address on this network (the `giaddr` it puts in
+    /// the requests it forwards); inside the network.
+    pub address: String,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

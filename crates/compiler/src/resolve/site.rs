@@ -21,6 +21,8 @@ pub struct NetworkModel {
     pub vlan: Option<u16>,
     pub pool: Option<IpRange>,
     pub dhcp_range: Option<IpRange>,
+    /// The DHCP relay agent's address on this network, for a routed one.
+    pub relay: Option<Ipv4Addr>,
 }
 
 /// A machine's interface with its address.
@@ -269,6 +271,7 @@ fn site_model<'a>(
             reserved: n
                 .gateway
                 .into_iter()
+                .chain(n.relay)
                 .chain(n.dns.iter().copied())
                 .chain(boot_server_ip)
                 .collect(),
@@ -391,6 +394,16 @@ fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
             .gateway
             .as_deref()
             .and_then(|g| address(site, &format!("{at}/gateway"), g, &net, |ip| net.is_host(ip), diags));
+        let relay = n.relay.as_ref().and_then(|r| {
+            address(
+                site,
+                &format!("{at}/relay/address"),
+                &r.address,
+                &net,
+                |ip| net.is_host(ip),
+                diags,
+            )
+        });
         let dns = n
             .dns
             .iter()
@@ -422,6 +435,7 @@ fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
             vlan: n.vlan,
             pool,
             dhcp_range,
+            relay,
         });
     }
     out

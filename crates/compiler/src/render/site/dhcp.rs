@@ -137,6 +137,11 @@ fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &D
     }
     for n in &site.networks {
         out.push_str(&format!("\n# Network {} ({})\n", n.name, n.net));
+        if let Some(relay) = n.relay {
+            out.push_str(&format!(
+                "# Reached through the DHCP relay at {relay}: dnsmasq picks this range by the\n# relay's address (giaddr) in the requests it forwards.\n"
+            ));
+        }
         match n.dhcp_range {
             Some(r) => out.push_str(&format!(
                 "dhcp-range=set:{},{},{},{},{}\n",
@@ -198,13 +203,17 @@ fn kea(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp)
                 .filter(|r| r.network == i)
                 .map(|r| json!({"hw-address": r.mac, "ip-address": r.ip, "hostname": r.host}))
                 .collect();
-            json!({
+            let mut subnet = json!({
                 "id": i + 1,
                 "subnet": n.net.to_string(),
                 "pools": pools,
                 "option-data": options,
                 "reservations": hosts,
-            })
+            });
+            if let Some(relay) = n.relay {
+                subnet["relay"] = json!({"ip-addresses": [relay.to_string()]});
+            }
+            subnet
         })
         .collect();
     let arch = |a: &u16| format!("option[93].hex == 0x{a:04x}");
@@ -301,12 +310,13 @@ fn isc(site: &SiteModel, boot: &Boot, reservations: &[Reservation]) -> String {
     }
     out.push_str("}\n");
     for n in &site.networks {
-        out.push_str(&format!(
-            "\n# Network {}\nsubnet {} netmask {} {{\n",
-            n.name,
-            n.net.addr,
-            n.net.netmask()
-        ));
+        out.push_str(&format!("\n# Network {}\n", n.name));
+        if let Some(relay) = n.relay {
+            out.push_str(&format!(
+                "# Reached through the DHCP relay at {relay}: dhcpd picks this subnet by the\n# relay's address (giaddr) in the requests it forwards.\n"
+            ));
+        }
+        out.push_str(&format!("subnet {} netmask {} {{\n", n.net.addr, n.net.netmask()));
         if let Some(r) = n.dhcp_range {
             out.push_str(&format!("  range {} {};\n", r.start, r.end));
         }
