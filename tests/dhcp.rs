@@ -21,8 +21,10 @@ struct Net {
     client: String,
     server_if: String,
     client_if: String,
-    /// For a routed network: the namespace of the relay between the two.
+    /// For a routed network: the namespace of the relay between the two,
+    /// and the relay.
     relay: Option<String>,
+    relay_process: Option<Child>,
 }
 
 fn ip(args: &[&str]) {
@@ -43,6 +45,7 @@ impl Net {
             server_if: format!("kds{id}"),
             client_if: format!("kdc{id}"),
             relay: None,
+            relay_process: None,
         };
         ip(&["netns", "add", &net.server]);
         ip(&["netns", "add", &net.client]);
@@ -82,6 +85,7 @@ impl Net {
             server_if: format!("krs{id}"),
             client_if: format!("krc{id}"),
             relay: Some(format!("kiln-rly-r{id}")),
+            relay_process: None,
         };
         let relay = net.relay.clone().unwrap();
         let (up, down) = (format!("kru{id}"), format!("krd{id}"));
@@ -105,7 +109,8 @@ impl Net {
         ip(&["-n", &relay, "addr", "add", "198.18.1.1/24", "dev", &up]);
         ip(&["-n", &relay, "addr", "add", "10.9.0.1/24", "dev", &down]);
         let log = dir.join("relay.log");
-        Command::new("ip")
+        let mut net = net;
+        let relay_process = Command::new("ip")
             .args([
                 "netns",
                 "exec",
@@ -121,6 +126,7 @@ impl Net {
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
             .spawn()
             .unwrap();
+        net.relay_process = Some(relay_process);
         net
     }
 
@@ -207,6 +213,10 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        if let Some(mut relay) = self.relay_process.take() {
+            let _ = relay.kill();
+            let _ = relay.wait();
+        }
         if let Some(relay) = &self.relay {
             if let Ok(o) = Command::new("ip").args(["netns", "pids", relay]).output() {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
@@ -388,7 +398,7 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
     for (name, command) in servers(r, "r", &net) {
         let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let env = if name == "kea" { kea_env } else { &[] };
-        let _server = net.serve(&command, env, &r.join(format!("{name}.log")));
+        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
         net.client_mac("52:54:00:00:09:01");
         for (client, boot_file) in [(IPXE, "http://198.18.1.2:8080/menu.ipxe"), (BIOS, "ipxe/undionly.kpxe")] {
             let lease = net.ask(r, name, client);
@@ -414,6 +424,8 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
             lease["ip"].starts_with("10.9.0.") && (100..=150).contains(&last),
             "{name}: an unknown MAC leases from the far network's dhcpRange: {lease:?}"
         );
+        let _ = server.kill();
+        let _ = server.wait();
         net.stop_servers();
     }
 }
