@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 machines=${1:-10000}
 dir=${TMPDIR:-/tmp}/kiln-bench-serve
 kiln=$PWD/target/release/kiln
+# The load generator: Debian's wrk, installed when missing.
+command -v wrk >/dev/null || { echo "installing wrk (Debian)" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 python3 bench/gen.py "$dir" "$machines" 0 >/dev/null
 "$kiln" -C "$dir" render dc1 2>/dev/null
 rm -rf "$dir/state" && mkdir -p "$dir/state"

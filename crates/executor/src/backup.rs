@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::clock::{now, rfc3339};
 use super::operators::write_private;
-use super::store::{integrity, lock_state, schema_version, DB_FILE, SCHEMA_VERSION};
+use super::store::{create_private_dir, integrity, lock_state, schema_version, DB_FILE, SCHEMA_VERSION};
 use super::{secrets, Error};
 
 const MAGIC: &[u8; 8] = b"KILNBAK1";
@@ -231,7 +231,7 @@ fn check(path: &Path) -> Result<Restored, Error> {
 /// and one a running executor holds.
 pub fn restore(from: &Path, state_dir: &Path, key: Option<&BackupKey>, force: bool) -> Result<Restored, Error> {
     let bytes = open_backup(from, key)?;
-    std::fs::create_dir_all(state_dir).map_err(|source| Error::io(state_dir, source))?;
+    create_private_dir(state_dir)?;
     let _lock = lock_state(state_dir)?;
     let target = state_dir.join(DB_FILE);
     let exists = std::fs::metadata(&target).is_ok_and(|m| m.len() > 0);

@@ -234,6 +234,7 @@ impl Bundle {
             "kiln": env!("CARGO_PKG_VERSION"),
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "stateSchemaVersion": schema_version(c)?,
             "createdAt": rfc3339(now()),
         });

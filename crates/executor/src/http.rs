@@ -52,8 +52,12 @@ pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
         .route("/install/{token}/{file}", get(install))
         .route("/artifacts/{*path}", get(artifact))
         .route("/v1/agents/facts", post(facts).layer(facts_limit))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz));
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }));
+    // The provisioning network learns whether a plan is active, not why.
+    router = match surface {
+        Surface::Boot => router.route("/readyz", get(readyz_boot)),
+        Surface::All => router.route("/readyz", get(readyz)),
+    };
     if surface == Surface::All {
         router = router
             .route("/v1/machines", get(machines_list))
@@ -802,6 +806,16 @@ pub(crate) fn readiness(app: &App, plan: Option<&ActivePlan>) -> Value {
         "refusals": refusals,
         "lastRefusal": last.map(|(at, reason)| json!({"at": clock::rfc3339(at), "reason": reason})),
     })
+}
+
+async fn readyz_boot(State(app): State<Arc<App>>) -> Response {
+    let ready = app.current_plan().is_some();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({"ready": ready}))).into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

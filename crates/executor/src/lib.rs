@@ -375,6 +375,8 @@ impl Error {
 
 /// Runs the executor until SIGINT or SIGTERM.
 pub async fn run(opts: Options) -> Result<(), Error> {
+    // Taken first, so a SIGHUP during a slow start reloads rather than kills.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let secrets = secrets::Secrets::open(opts.secrets_dir.as_deref())?;
     let sources = operators::Sources {
         file: opts.operators_file.clone(),
@@ -440,7 +442,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             }
         }
     });
-    tokio::spawn(reload_on_change(app.clone(), sources, tls.clone()));
+    tokio::spawn(reload_on_change(app.clone(), sources, tls.clone(), hup));
 
     let stop = tokio_util::sync::CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -517,7 +519,12 @@ async fn activate_pinned(app: &App) {
 
 /// Reloads the TLS certificate and the operators on SIGHUP and whenever
 /// their files change; a reload that fails keeps what is in force.
-async fn reload_on_change(app: Arc<App>, sources: operators::Sources, tls: Option<Arc<tls::Tls>>) {
+async fn reload_on_change(
+    app: Arc<App>,
+    sources: operators::Sources,
+    tls: Option<Arc<tls::Tls>>,
+    mut hup: Option<tokio::signal::unix::Signal>,
+) {
     let mut paths = sources.paths();
     if let Some(tls) = &tls {
         paths.extend([tls.files.cert.clone(), tls.files.key.clone()]);
@@ -529,7 +536,6 @@ async fn reload_on_change(app: Arc<App>, sources: operators::Sources, tls: Optio
             .collect()
     };
     let mut seen = stamp(&paths);
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let asked = tokio::select! {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,

@@ -132,7 +132,7 @@ const BATCH: usize = 512;
 
 impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Store, crate::Error> {
-        std::fs::create_dir_all(dir).map_err(|source| crate::Error::io(dir, source))?;
+        create_private_dir(dir)?;
         let lock = lock_state(dir)?;
         let path = dir.join(DB_FILE);
         let fail = |source: rusqlite::Error| crate::Error::State {
@@ -197,6 +197,16 @@ impl Store {
     pub(crate) fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
         let conn = self.reader.lock().map_err(|_| "state reader poisoned".to_string())?;
         query(&conn).map_err(|e| e.to_string())
+    }
+}
+
+/// Makes the state directory, readable by the executor's user alone (facts
+/// and the audit log are nobody else's business), when it is not there.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), crate::Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(source) => Err(crate::Error::io(dir, source)),
     }
 }
 
