@@ -2,7 +2,9 @@
 //! `kiln serve`: real TLS with certificates made here (rcgen), operators
 //! and roles, request limits, backups taken during a boot storm and
 //! restored, corrupt and newer state refused, plan history with pin and
-//! rollback, and diagnostics bundles that leak nothing.
+//! rollback, and diagnostics bundles that leak nothing. Operator calls go
+//! over HTTPS verified against a site CA made here, boots over the plain
+//! HTTP boot listener, as a site runs it.
 
 mod common;
 use common::*;
@@ -53,10 +55,11 @@ fn make_pki(name: &str, expired: bool) -> Pki {
     }
 }
 
-/// The tiny site with `extra` more machines (m3...), the admin token file,
-/// a secret store and, when given, TLS files.
+/// The tiny site with `extra` more machines (s0...), the admin token file,
+/// a secret store and a site CA with the executor's certificate.
 struct Site {
     repo: tempfile::TempDir,
+    ca_pem: String,
 }
 
 impl Site {
@@ -81,7 +84,13 @@ impl Site {
         private(&r.join("secrets/demo-password"));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(r.join("secrets"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        Site { repo }
+        let pki = make_pki("lab", false);
+        let site = Site {
+            repo,
+            ca_pem: pki.ca_pem.clone(),
+        };
+        site.tls(&pki);
+        site
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -99,8 +108,42 @@ impl Site {
         private(&self.path("tls/key.pem"));
     }
 
-    fn serve(&self, extra: &[&str]) -> Server {
-        let (state, admin, secrets) = (self.p("state"), self.p("admin-token"), self.p("secrets"));
+    /// `kiln serve` as a site runs it: the operator API (and everything)
+    /// over HTTPS on `--listen`, boots over plain HTTP on `--boot-listen`.
+    fn serve(&self, extra: &[&str]) -> Exec {
+        self.serve_at("state", extra)
+    }
+
+    fn serve_at(&self, state: &str, extra: &[&str]) -> Exec {
+        let mut args = vec!["--boot-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let log = self.path("serve.log");
+        let before = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("listening on http://")
+            .count();
+        let server = self.start(state, &args, true);
+        let boot = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split("listening on ").nth(1))
+            .filter(|u| u.starts_with("http://"))
+            .nth(before)
+            .expect("the boot listener")
+            .trim()
+            .to_string();
+        Exec {
+            api: server.url.clone(),
+            url: boot,
+            agent: https_agent(&self.ca_pem),
+            server,
+        }
+    }
+
+    /// Starts `kiln serve` on the site with `extra` flags (and its TLS
+    /// files when `tls`); its first listener's URL is the server's.
+    fn start(&self, state: &str, extra: &[&str], tls: bool) -> Server {
+        let (state, admin, secrets) = (self.p(state), self.p("admin-token"), self.p("secrets"));
         let mut args = vec![
             "--operator-token-file",
             &admin,
@@ -110,6 +153,10 @@ impl Site {
             "200",
         ];
         args.extend_from_slice(extra);
+        let (cert, key) = (self.p("tls/cert.pem"), self.p("tls/key.pem"));
+        if tls {
+            args.extend(["--tls-cert", cert.as_str(), "--tls-key", key.as_str()]);
+        }
         let plan = self.p("out/t");
         let mut all = vec!["--plan", plan.as_str(), "--state", state.as_str()];
         all.extend(args);
@@ -117,11 +164,17 @@ impl Site {
     }
 
     fn serve_tls(&self, extra: &[&str]) -> Server {
-        let (cert, key) = (self.p("tls/cert.pem"), self.p("tls/key.pem"));
-        let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
-        args.extend_from_slice(extra);
-        self.serve(&args)
+        self.start("state", extra, true)
     }
+}
+
+/// A running executor: the operator API over HTTPS (`api`, verified
+/// against the site CA by `agent`), boots over HTTP (`url`).
+struct Exec {
+    server: Server,
+    url: String,
+    api: String,
+    agent: ureq::Agent,
 }
 
 fn bearer(token: &str) -> String {
@@ -162,14 +215,31 @@ fn token_of(script: &str) -> String {
     script[at..].split('/').next().unwrap().to_string()
 }
 
-fn op(s: &Server, method: &str, path: &str, token: &str, body: &str) -> Http {
-    http(
-        &s.url,
-        method,
-        path,
-        &[("Authorization", &bearer(token))],
-        body.as_bytes(),
-    )
+/// An operator's request, over HTTPS.
+fn op(s: &Exec, method: &str, path: &str, token: &str, body: &str) -> Http {
+    let url = format!("{}{path}", s.api);
+    let auth = bearer(token);
+    let response = match method {
+        "GET" => s.agent.get(&url).header("Authorization", &auth).call(),
+        "POST" => s
+            .agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes()),
+        other => panic!("no {other} here"),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    Http {
+        status: response.status().as_u16(),
+        headers,
+        body: response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap(),
+    }
 }
 
 fn report(url: &str, token: &str, snapshot: &str) -> Http {
@@ -208,7 +278,7 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn audit(s: &Server) -> Vec<serde_json::Value> {
+fn audit(s: &Exec) -> Vec<serde_json::Value> {
     op(s, "GET", "/v1/audit?limit=10000", ADMIN, "").json()["records"]
         .as_array()
         .unwrap()
@@ -473,14 +543,14 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
         .any(|r| r["actor"] == "operator:ada" && r["action"] == "backup"));
     // A wrong token is 401, and no token is ever logged.
     assert_eq!(op(&s, "GET", "/v1/machines", "not-a-token-of-anyone", "").status, 401);
-    let log = std::fs::read_to_string(&s.log).unwrap();
+    let log = std::fs::read_to_string(&s.server.log).unwrap();
     for token in [&vera, &olga, &ada] {
         assert!(!log.contains(token.as_str()));
     }
     // An operator added while it runs is known without a restart.
     let late = add("lena", "viewer");
     wait_for("the operators file to be reloaded", Duration::from_secs(10), || {
-        std::fs::read_to_string(&s.log)
+        std::fs::read_to_string(&s.server.log)
             .unwrap()
             .contains("operators reloaded: 5 known")
     });
@@ -510,27 +580,23 @@ fn facts_reports_and_event_streams_are_bounded() {
     assert_eq!(report(&s.url, &token, &big).status, 413);
     assert_eq!(report(&s.url, &token, r#"{"postinstall_done": true}"#).status, 200);
     // Two streams open; the third is refused until one closes.
+    // An open stream is a response whose body is still being read.
     let open = || {
-        let addr = s.url.trim_start_matches("http://");
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(format!("GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n").as_bytes())
-            .unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut head = [0u8; 64];
-        let n = c.read(&mut head).unwrap();
-        (c, String::from_utf8_lossy(&head[..n]).into_owned())
+        s.agent
+            .get(&format!("{}/v1/events", s.api))
+            .header("Authorization", &bearer(ADMIN))
+            .call()
+            .unwrap()
     };
-    let (first, a) = open();
-    let (_second, b) = open();
-    assert!(
-        a.starts_with("HTTP/1.1 200") && b.starts_with("HTTP/1.1 200"),
-        "{a} {b}"
-    );
-    let (_, c) = open();
-    assert!(c.starts_with("HTTP/1.1 503"), "{c}");
+    let first = open();
+    let second = open();
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = open();
+    assert_eq!(third.status().as_u16(), 503);
+    assert!(third.headers().contains_key("retry-after"));
     drop(first);
     wait_for("a stream slot", Duration::from_secs(20), || {
-        open().1.starts_with("HTTP/1.1 200")
+        open().status().as_u16() == 200
     });
 }
 
@@ -701,17 +767,7 @@ fn a_backup_taken_during_a_storm_restores_everything_acknowledged_before_it() {
     // The restored state serves: an executor started on it knows the
     // installed machines.
     drop(s);
-    let again = Server::start(
-        &[
-            "--plan",
-            &site.p("out/t"),
-            "--state",
-            &restored_dir,
-            "--operator-token-file",
-            &site.p("admin-token"),
-        ],
-        &site.path("restored.log"),
-    );
+    let again = site.serve_at("restored", &[]);
     let machines = op(&again, "GET", "/v1/machines", ADMIN, "").json();
     let installed = machines["machines"]
         .as_array()
@@ -864,11 +920,11 @@ fn a_corrupt_or_newer_state_database_is_refused() {
 
 // ---------------------------------------------------------------- plan history
 
-fn plans(s: &Server) -> serde_json::Value {
+fn plans(s: &Exec) -> serde_json::Value {
     op(s, "GET", "/v1/plans", ADMIN, "").json()
 }
 
-fn active(s: &Server) -> String {
+fn active(s: &Exec) -> String {
     plans(s)["active"].as_str().unwrap_or_default().to_string()
 }
 
@@ -888,7 +944,7 @@ fn rerender(site: &Site, domain: &str) {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-fn confirm(s: &Server, path: &str, token: &str) -> Http {
+fn confirm(s: &Exec, path: &str, token: &str) -> Http {
     let first = op(s, "POST", path, token, "");
     assert_eq!(first.status, 202, "{}", first.text());
     let code = first.json()["confirm"].as_str().unwrap().to_string();
@@ -931,7 +987,9 @@ fn a_rollback_pins_the_plan_before_and_a_new_plan_json_waits() {
     let status = kiln_out(&[
         "status",
         "--server",
-        &s.url,
+        &s.api,
+        "--ca",
+        &site.p("tls/ca.pem"),
         "--operator-token-file",
         &site.p("admin-token"),
     ]);
