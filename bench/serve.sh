@@ -20,10 +20,15 @@ python3 bench/gen.py "$dir" "$machines" 0 >/dev/null
 rm -rf "$dir/state" && mkdir -p "$dir/state"
 token=bench-operator-token-0123456789
 printf '%s' "$token" > "$dir/op" && chmod 600 "$dir/op"
+# Every secret the install files name, so they can be served.
+rm -rf "$dir/secrets" && install -d -m 0700 "$dir/secrets"
+for name in $(grep -rhoE '@@kiln:secret:[A-Za-z0-9._-]+@@' "$dir/out/dc1/install" | sort -u | sed 's/@@kiln:secret:\(.*\)@@/\1/'); do
+  printf 'bench-secret-%s' "$name" > "$dir/secrets/$name" && chmod 600 "$dir/secrets/$name"
+done
 start_server() {
   rm -rf "$dir/state"
   "$kiln" serve --plan "$dir/out/dc1" --state "$dir/state" --operator-token-file "$dir/op" \
-    --listen 127.0.0.1:0 2>"$dir/serve.log" &
+    --secrets "$dir/secrets" --listen 127.0.0.1:0 2>"$dir/serve.log" &
   pid=$!
   for _ in $(seq 100); do
     url=$(grep -o 'listening on http://[0-9.:]*' "$dir/serve.log" | cut -d' ' -f3 || true)
@@ -80,3 +85,9 @@ python3 -c "print('  kiln / nginx: %.2f' % ($rps / $reference))"
 kill $pid; wait $pid 2>/dev/null || true
 start_server
 python3 bench/storm.py "$url" "$token" "$machines" 256
+kill $pid; wait $pid 2>/dev/null || true
+# The whole workflow of every machine, from a Rust load generator; then
+# every acknowledged report is looked up in the state database.
+cargo build --release --quiet --example storm
+start_server
+./target/release/examples/storm "$url" "$dir/state" "$machines" 256
