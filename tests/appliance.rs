@@ -1262,3 +1262,48 @@ fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
         assert_eq!(machines[0]["state"], "installed");
     }
 }
+
+/// A pinned plan that cannot be served at start (its files damaged in the
+/// history) is refused, and still holds back the plan on disk: nothing is
+/// served until an admin unpins, and `/readyz` says why.
+#[test]
+fn a_pin_holds_even_when_the_pinned_plan_cannot_be_served() {
+    let site = Site::new(0);
+    let s = site.serve(&[]);
+    let a = active(&s);
+    rerender(&site, "u.example.net");
+    wait_for("plan B", Duration::from_secs(10), || active(&s) != a);
+    let b = active(&s);
+    assert_eq!(confirm(&s, "/v1/plans/rollback", ADMIN).status, 200);
+    drop(s);
+    let db = sqlite(&site.path("state/kiln.db"));
+    let damaged = db
+        .execute(
+            "UPDATE plan_files SET content = x'00' WHERE hash IN (SELECT hash FROM plan_members WHERE digest = ?1)",
+            [&a],
+        )
+        .unwrap();
+    assert!(damaged > 0);
+    drop(db);
+    let s = site.serve(&[]);
+    let ready = http(&s.url, "GET", "/readyz", &[], b"");
+    assert_eq!(
+        ready.status,
+        503,
+        "{}\n{}",
+        ready.text(),
+        std::fs::read_to_string(&s.server.log).unwrap()
+    );
+    let detail = op(&s, "GET", "/readyz", ADMIN, "").json();
+    assert!(
+        detail["lastRefusal"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pinned plan {a}")),
+        "{detail}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(active(&s), "", "plan B on disk is held back while A is pinned");
+    assert_eq!(op(&s, "POST", "/v1/plans/unpin", ADMIN, "").status, 200);
+    wait_for("plan B once unpinned", Duration::from_secs(10), || active(&s) == b);
+}

@@ -204,14 +204,10 @@ impl App {
         if on_disk == in_force {
             return;
         }
-        if self
-            .store
-            .read(history::pinned)
-            .ok()
-            .flatten()
-            .is_some_and(|p| p == in_force)
-        {
-            return self.hold_back(&on_disk, &in_force).await;
+        // A pinned plan holds back any other, even one it could not serve
+        // at start (then nothing is served, and /readyz says why).
+        if let Some(pinned) = self.store.read(history::pinned).ok().flatten() {
+            return self.hold_back(&on_disk, &pinned).await;
         }
         let dir = self.opts.plan_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || {
