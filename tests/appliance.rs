@@ -557,6 +557,73 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
     assert_eq!(op(&s, "GET", "/v1/machines", &late, "").status, 200);
 }
 
+/// An event stream ends once its operator is removed from the operators
+/// file: the next event is not delivered.
+#[test]
+fn an_event_stream_ends_when_its_operator_is_removed() {
+    let site = Site::new(0);
+    let ops = site.p("operators.yaml");
+    let vic = kiln_out(&["serve", "add-operator", "vic", "--role", "viewer", "--operators", &ops])
+        .stdout
+        .trim()
+        .to_string();
+    let s = site.serve(&["--operators", &ops]);
+    let resp = s
+        .agent
+        .get(&format!("{}/v1/events", s.api))
+        .header("Authorization", &bearer(&vic))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+    std::thread::spawn(move || {
+        let mut reader = resp.into_body().into_reader();
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(None);
+                    break;
+                }
+                Ok(n) => {
+                    let _ = tx.send(Some(String::from_utf8_lossy(&buf[..n]).into_owned()));
+                }
+            }
+        }
+    });
+    // vic is removed (the file rewritten without the line).
+    let text = std::fs::read_to_string(&ops).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains("name: vic"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&ops, kept).unwrap();
+    wait_for("the operators file to be reloaded", Duration::from_secs(10), || {
+        std::fs::read_to_string(&s.server.log)
+            .unwrap()
+            .contains("operators reloaded: 1 known")
+    });
+    assert_eq!(op(&s, "GET", "/v1/machines", &vic, "").status, 401);
+    http(&s.url, "GET", "/boot/ipxe?mac=52-54-00-00-00-01", &[], b"");
+    let mut seen = String::new();
+    let started = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(chunk)) => seen.push_str(&chunk),
+            Ok(None) => break,
+            Err(_) => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the stream stayed open: {seen}"
+            ),
+        }
+    }
+    assert!(
+        !seen.contains("event: state"),
+        "an event reached a removed operator: {seen}"
+    );
+}
+
 // ---------------------------------------------------------------- limits
 
 #[test]
@@ -606,7 +673,9 @@ fn facts_reports_and_event_streams_are_bounded() {
 #[test]
 fn a_boot_storm_completes_under_a_slowloris() {
     let site = Site::new(60);
-    let s = site.serve(&["--header-timeout", "3"]);
+    // Attackers and machines all come from 127.0.0.1 here: the per-address
+    // cap (tests/shedding.rs) is lifted so the storm is not refused by it.
+    let s = site.serve(&["--header-timeout", "3", "--max-connections-per-address", "4096"]);
     let addr = s.url.trim_start_matches("http://").to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cut = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -112,6 +112,34 @@ fn the_connection_cap_holds_and_is_logged() {
     assert_eq!(http(&s.url, "GET", "/healthz", &[], b"").status, 200);
 }
 
+/// One address cannot take every connection: past
+/// `--max-connections-per-address` its new connections are closed (logged
+/// once), while the executor still has room for everyone else.
+#[test]
+fn one_address_cannot_hold_every_connection() {
+    let repo = site();
+    let s = serve(
+        repo.path(),
+        &["--max-connections-per-address", "10", "--header-timeout", "2"],
+    );
+    let _held: Vec<TcpStream> = (0..10).map(|_| slow_client(&s)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(addr(&s)).unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "an eleventh connection from one address was served");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("127.0.0.1 holds 10 connections (--max-connections-per-address)"),
+        "{log}"
+    );
+    // Once they are closed at the header deadline, the address is served again.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(http(&s.url, "GET", "/healthz", &[], b"").status, 200);
+}
+
 #[test]
 fn an_address_that_keeps_failing_to_authenticate_is_refused_and_audited_once() {
     let repo = site();

@@ -126,6 +126,9 @@ pub struct RunArgs {
     /// Connections served at once; more are closed as they arrive.
     #[arg(long = "max-connections", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    #[arg(long = "max-connections-per-address", default_value_t = 512)]
+    pub max_connections_per_address: usize,
     /// Seconds a client has to send a request's headers.
     #[arg(long = "header-timeout", default_value_t = 10)]
     pub header_timeout: u64,
@@ -268,6 +271,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         plan_history: args.plan_history.max(1),
         connections: kiln_executor::ConnectionLimits {
             max_connections: args.max_connections.max(1),
+            max_connections_per_address: args.max_connections_per_address.max(1),
             header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
             max_auth_failures: args.max_auth_failures,
             max_facts_bytes: args.max_facts_kib.max(1) * 1024,

@@ -774,8 +774,12 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("10"));
         return Ok(refused);
     };
+    // The stream ends at the first event after its operator's token stops
+    // being valid (removed from the operators file).
+    let (token, watcher) = (bearer(&headers).unwrap_or_default().to_string(), app.clone());
     let stream = tokio_stream::wrappers::BroadcastStream::new(app.store.events.subscribe())
         .filter_map(|e| e.ok())
+        .take_while(move |_| watcher.operators().authenticate(&token).is_some())
         .map(move |e| {
             let _held = &slot;
             Ok::<_, Infallible>(

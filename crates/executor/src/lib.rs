@@ -92,6 +92,7 @@ impl Options {
             "pollMs": self.poll.as_millis() as u64,
             "planHistory": self.plan_history,
             "maxConnections": self.connections.max_connections,
+            "maxConnectionsPerAddress": self.connections.max_connections_per_address,
             "headerTimeoutSeconds": self.connections.header_timeout.as_secs(),
             "maxAuthFailures": self.connections.max_auth_failures,
             "maxFactsBytes": self.connections.max_facts_bytes,

@@ -5,9 +5,10 @@
 //! the handlers (for per-address limits and the URLs machines are sent).
 //! With TLS, the handshake must also finish within the header deadline.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -29,6 +30,8 @@ use super::tls::Tls;
 pub struct ConnectionLimits {
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_address: usize,
     /// Time a client has to send a request's headers.
     pub header_timeout: Duration,
     /// Failed authentications an address may have in a minute before it
@@ -44,6 +47,7 @@ impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
         ConnectionLimits {
             max_connections: 4096,
+            max_connections_per_address: 512,
             header_timeout: Duration::from_secs(10),
             max_auth_failures: 20,
             max_facts_bytes: 1024 * 1024,
@@ -55,6 +59,55 @@ impl Default for ConnectionLimits {
 /// Bytes a request's headers may take, and how many there may be.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+
+/// Connections held per client address.
+#[derive(Clone)]
+struct PerAddress {
+    max: usize,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection of an address; given back when dropped.
+struct AddressSlot {
+    ip: IpAddr,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> PerAddress {
+        PerAddress {
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    /// A slot for one more connection of `ip`, unless it holds its share.
+    fn take(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let mut held = self.held.lock().ok()?;
+        let n = held.entry(ip).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            ip,
+            held: self.held.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.held.lock() {
+            if let Some(n) = held.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
 
 /// The scheme a request arrived by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +125,8 @@ pub(crate) async fn serve(
     let scheme = Scheme(if tls.is_some() { "https" } else { "http" });
     let acceptor = tls.map(|t| TlsAcceptor::from(t.config.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let last_full_log = AtomicU64::new(0);
+    let per_address = PerAddress::new(limits.max_connections_per_address);
+    let (last_full_log, last_address_log) = (AtomicU64::new(0), AtomicU64::new(0));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -85,6 +139,18 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
+        };
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            let minute = now() / 60;
+            if last_address_log.swap(minute as u64, Ordering::Relaxed) != minute as u64 {
+                log(&format!(
+                    "{} holds {} connections (--max-connections-per-address): closing its new ones",
+                    peer.ip(),
+                    limits.max_connections_per_address
+                ));
+            }
+            drop(stream);
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // One line a minute at most, however long the flood lasts.
@@ -126,6 +192,7 @@ pub(crate) async fn serve(
                 }
             }
             drop(slot);
+            drop(address_slot);
         });
     }
     // Let requests under way finish, briefly.
