@@ -209,6 +209,27 @@ fn https_get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> (u16, Strin
     (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
 }
 
+/// A streaming response's body as it comes, chunk by chunk; `None` once
+/// it has ended.
+fn read_stream(resp: ureq::http::Response<ureq::Body>) -> std::sync::mpsc::Receiver<Option<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = resp.into_body().into_reader();
+        let mut buf = [0u8; 4096];
+        loop {
+            let chunk = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => None,
+                Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            };
+            let end = chunk.is_none();
+            if tx.send(chunk).is_err() || end {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// The token in a served boot script (from its install URL).
 fn token_of(script: &str) -> String {
     let at = script.find("/install/").expect("an install URL in the script") + "/install/".len();
@@ -377,16 +398,7 @@ fn a_new_certificate_is_taken_on_sighup_while_open_streams_go_on() {
         .call()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut reader = resp.into_body().into_reader();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = read_stream(resp);
     // The certificate is replaced and the executor told.
     let new = make_pki("new", false);
     site.tls(&new);
@@ -414,7 +426,7 @@ fn a_new_certificate_is_taken_on_sighup_while_open_streams_go_on() {
     let mut seen = String::new();
     let started = Instant::now();
     while !seen.contains("event: state") && started.elapsed() < Duration::from_secs(10) {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Ok(Some(chunk)) = rx.recv_timeout(Duration::from_millis(200)) {
             seen.push_str(&chunk);
         }
     }
@@ -575,22 +587,7 @@ fn an_event_stream_ends_when_its_operator_is_removed() {
         .call()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
-    std::thread::spawn(move || {
-        let mut reader = resp.into_body().into_reader();
-        let mut buf = [0u8; 4096];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(None);
-                    break;
-                }
-                Ok(n) => {
-                    let _ = tx.send(Some(String::from_utf8_lossy(&buf[..n]).into_owned()));
-                }
-            }
-        }
-    });
+    let rx = read_stream(resp);
     // vic is removed (the file rewritten without the line).
     let text = std::fs::read_to_string(&ops).unwrap();
     let kept: String = text

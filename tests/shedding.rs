@@ -93,18 +93,23 @@ fn an_oversized_header_is_refused() {
     assert_eq!(http(&s.url, "GET", "/healthz", &[], b"").status, 200);
 }
 
+/// Whether a new connection gets an answer (a closed one gets none).
+fn served(s: &Server) -> bool {
+    let mut extra = TcpStream::connect(addr(s)).unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer);
+    !answer.is_empty()
+}
+
 #[test]
 fn the_connection_cap_holds_and_is_logged() {
     let repo = site();
     let s = serve(repo.path(), &["--max-connections", "20", "--header-timeout", "2"]);
     let _held: Vec<TcpStream> = (0..20).map(|_| slow_client(&s)).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let mut extra = TcpStream::connect(addr(&s)).unwrap();
-    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut answer = Vec::new();
-    let _ = extra.read_to_end(&mut answer);
-    assert!(answer.is_empty(), "a connection over the cap was served");
+    assert!(!served(&s), "a connection over the cap was served");
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(log.contains("connection limit reached (20 at once"), "{log}");
     // Once the held connections time out, service resumes.
@@ -124,12 +129,7 @@ fn one_address_cannot_hold_every_connection() {
     );
     let _held: Vec<TcpStream> = (0..10).map(|_| slow_client(&s)).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let mut extra = TcpStream::connect(addr(&s)).unwrap();
-    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut answer = Vec::new();
-    let _ = extra.read_to_end(&mut answer);
-    assert!(answer.is_empty(), "an eleventh connection from one address was served");
+    assert!(!served(&s), "an eleventh connection from one address was served");
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(
         log.contains("127.0.0.1 holds 10 connections (--max-connections-per-address)"),
