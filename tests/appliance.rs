@@ -306,6 +306,23 @@ fn audit(s: &Exec) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// A client command (`status`, `diag`) against `server`, trusting the CA
+/// in `ca` (a file of the site) and holding the token in `token` (another).
+fn kiln_client(site: &Site, command: &str, server: &str, ca: &str, token: &str, extra: &[&str]) -> Run {
+    let (ca, token) = (site.p(ca), site.p(token));
+    let mut args = vec![
+        command,
+        "--server",
+        server,
+        "--ca",
+        &ca,
+        "--operator-token-file",
+        &token,
+    ];
+    args.extend_from_slice(extra);
+    kiln_out(&args)
+}
+
 fn kiln_out(args: &[&str]) -> Run {
     kiln(Path::new("."), args)
 }
@@ -325,30 +342,13 @@ fn the_executor_serves_https_that_clients_verify_against_the_site_ca() {
     assert_eq!(code, 200);
     assert!(script.contains("https://127.0.0.1:"), "{script}");
     // kiln status speaks HTTPS and verifies the certificate...
-    let (ca, admin) = (site.p("tls/ca.pem"), site.p("admin-token"));
-    let ok = kiln_out(&[
-        "status",
-        "--server",
-        &s.url,
-        "--ca",
-        &ca,
-        "--operator-token-file",
-        &admin,
-    ]);
+    let ok = kiln_client(&site, "status", &s.url, "tls/ca.pem", "admin-token", &[]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(ok.stdout.contains("m1") && ok.stdout.contains("plan "), "{}", ok.stdout);
     // ...and refuses one its CA did not sign.
     let other = make_pki("elsewhere", false);
     write(site.repo.path(), "other-ca.pem", &other.ca_pem);
-    let refused = kiln_out(&[
-        "status",
-        "--server",
-        &s.url,
-        "--ca",
-        &site.p("other-ca.pem"),
-        "--operator-token-file",
-        &admin,
-    ]);
+    let refused = kiln_client(&site, "status", &s.url, "other-ca.pem", "admin-token", &[]);
     assert_eq!(refused.code, 4, "{}", refused.stdout);
     assert!(
         refused.stderr.to_lowercase().contains("certificate"),
@@ -371,15 +371,7 @@ fn an_expired_certificate_is_refused_by_kiln_status() {
     let pki = make_pki("lab", true);
     site.tls(&pki);
     let s = site.serve_tls(&[]);
-    let run = kiln_out(&[
-        "status",
-        "--server",
-        &s.url,
-        "--ca",
-        &site.p("tls/ca.pem"),
-        "--operator-token-file",
-        &site.p("admin-token"),
-    ]);
+    let run = kiln_client(&site, "status", &s.url, "tls/ca.pem", "admin-token", &[]);
     assert_eq!(run.code, 4);
     assert!(run.stderr.to_lowercase().contains("expired"), "{}", run.stderr);
 }
@@ -1050,15 +1042,7 @@ fn a_rollback_pins_the_plan_before_and_a_new_plan_json_waits() {
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["detail"]["pinned"], a.as_str());
     // kiln status says so.
-    let status = kiln_out(&[
-        "status",
-        "--server",
-        &s.api,
-        "--ca",
-        &site.p("tls/ca.pem"),
-        "--operator-token-file",
-        &site.p("admin-token"),
-    ]);
+    let status = kiln_client(&site, "status", &s.api, "tls/ca.pem", "admin-token", &[]);
     assert!(
         status.stdout.contains(&format!("plan {a} (pinned")),
         "{}",
@@ -1228,31 +1212,11 @@ fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
     assert_eq!(code, 200);
     // Fetched by kiln diag over HTTPS as an admin; a viewer may not.
     let bundle = site.p("diag.tar.gz");
-    let (ca, admin) = (site.p("tls/ca.pem"), site.p("admin-token"));
-    let run = kiln_out(&[
-        "diag",
-        "--server",
-        &s.url,
-        "--ca",
-        &ca,
-        "--operator-token-file",
-        &admin,
-        "--to",
-        &bundle,
-    ]);
+    let run = kiln_client(&site, "diag", &s.url, "tls/ca.pem", "admin-token", &["--to", &bundle]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     write(site.repo.path(), "viewer-token", &viewer);
-    let denied = kiln_out(&[
-        "diag",
-        "--server",
-        &s.url,
-        "--ca",
-        &ca,
-        "--operator-token-file",
-        &site.p("viewer-token"),
-        "--to",
-        &site.p("nope.tar.gz"),
-    ]);
+    let nope = site.p("nope.tar.gz");
+    let denied = kiln_client(&site, "diag", &s.url, "tls/ca.pem", "viewer-token", &["--to", &nope]);
     assert_eq!(denied.code, 4);
     assert!(denied.stderr.contains("403"), "{}", denied.stderr);
     drop(s);
@@ -1267,7 +1231,7 @@ fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
         "--operators",
         &ops,
         "--operator-token-file",
-        &admin,
+        &site.p("admin-token"),
         "--to",
         &offline,
     ]);

@@ -130,9 +130,22 @@ impl Net {
         net
     }
 
-    /// Kills what runs in the server's namespace (a server and the
-    /// children it may leave).
-    fn stop_servers(&self) {
+    /// An unknown client (the MAC set last) leases from the `dhcpRange`
+    /// (.100 to .150) of the network starting with `prefix`.
+    fn assert_dynamic_lease(&self, dir: &Path, name: &str, prefix: &str) {
+        let lease = self.ask(dir, name, IPXE);
+        let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
+        assert!(
+            lease["ip"].starts_with(prefix) && (100..=150).contains(&last),
+            "{name}: an unknown MAC leases from dhcpRange: {lease:?}"
+        );
+    }
+
+    /// Stops `server` and whatever else runs in the server's namespace
+    /// (dnsmasq and dhcpd may leave children behind).
+    fn stop_servers(&self, server: &mut Child) {
+        let _ = server.kill();
+        let _ = server.wait();
         if let Ok(o) = Command::new("ip").args(["netns", "pids", &self.server]).output() {
             for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                 let _ = Command::new("kill").arg(pid).status();
@@ -310,16 +323,8 @@ fn every_dhcp_server_boots_every_kind_of_client() {
             );
         }
         net.client_mac("52:54:00:99:99:99");
-        let lease = net.ask(r, name, IPXE);
-        let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
-        assert!(
-            lease["ip"].starts_with("198.18.0.") && (100..=150).contains(&last),
-            "{name}: an unknown MAC leases from dhcpRange: {lease:?}"
-        );
-        let _ = server.kill();
-        let _ = server.wait();
-        // dnsmasq and dhcpd may leave children behind in the namespace.
-        net.stop_servers();
+        net.assert_dynamic_lease(r, name, "198.18.0.");
+        net.stop_servers(&mut server);
     }
 }
 
@@ -418,14 +423,7 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
             );
         }
         net.client_mac("52:54:00:99:09:99");
-        let lease = net.ask(r, name, IPXE);
-        let last: u32 = lease["ip"].rsplit('.').next().unwrap().parse().unwrap();
-        assert!(
-            lease["ip"].starts_with("10.9.0.") && (100..=150).contains(&last),
-            "{name}: an unknown MAC leases from the far network's dhcpRange: {lease:?}"
-        );
-        let _ = server.kill();
-        let _ = server.wait();
-        net.stop_servers();
+        net.assert_dynamic_lease(r, name, "10.9.0.");
+        net.stop_servers(&mut server);
     }
 }

@@ -60,32 +60,10 @@ fn op(server: &Server, path: &str) -> serde_json::Value {
 #[test]
 fn a_real_ipxe_client_installs_and_then_boots_its_disk() {
     let started = Instant::now();
-    let guest = repo_root().join("target/qemu-guest");
-    let build = Command::new("bash")
-        .arg(repo_root().join("tests/qemu/build-guest.sh"))
-        .arg(&guest)
-        .status()
-        .unwrap();
-    assert!(build.success(), "building the guest failed");
-    let (kernel, initrd) = (
-        std::fs::read(guest.join("vmlinuz")).unwrap(),
-        std::fs::read(guest.join("initrd.img")).unwrap(),
-    );
+    let (kernel, initrd) = qemu_guest();
     let repo = tiny_site(&kernel, &initrd);
     let r = repo.path();
-    std::fs::create_dir_all(r.join("art/tiny")).unwrap();
-    std::fs::write(r.join("art/tiny/vmlinuz"), &kernel).unwrap();
-    std::fs::write(r.join("art/tiny/initrd.img"), &initrd).unwrap();
-    write(r, "secrets/demo-password", "e2e-secret");
-    write(r, "operator-token", "e2e-operator-token-0123456789");
-    use std::os::unix::fs::PermissionsExt;
-    for (p, mode) in [
-        ("secrets", 0o700),
-        ("secrets/demo-password", 0o600),
-        ("operator-token", 0o600),
-    ] {
-        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    executor_files(r, &kernel, &initrd, "e2e-secret", "e2e-operator-token-0123456789");
     let args = [
         ("--plan", r.join("out/t")),
         ("--state", r.join("state")),

@@ -108,25 +108,11 @@ impl Drop for Namespace {
     }
 }
 
-fn guest() -> (Vec<u8>, Vec<u8>) {
-    let guest = repo_root().join("target/qemu-guest");
-    let build = Command::new("bash")
-        .arg(repo_root().join("tests/qemu/build-guest.sh"))
-        .arg(&guest)
-        .status()
-        .unwrap();
-    assert!(build.success(), "building the guest failed");
-    (
-        std::fs::read(guest.join("vmlinuz")).unwrap(),
-        std::fs::read(guest.join("initrd.img")).unwrap(),
-    )
-}
-
 /// The tiny site with its DHCP's TFTP root in the repository, `ipxe` (a
 /// `spec.ipxe` block, or none for the default builds), iPXE builds from
 /// Debian's `ipxe` package under the artifacts and the TFTP root, rendered.
 fn site(ipxe: &str) -> (tempfile::TempDir, PathBuf) {
-    let (kernel, initrd) = guest();
+    let (kernel, initrd) = qemu_guest();
     let repo = tiny_site(&kernel, &initrd);
     let r = repo.path();
     let tftp = r.join("tftp");
@@ -145,19 +131,7 @@ fn site(ipxe: &str) -> (tempfile::TempDir, PathBuf) {
                 .unwrap_or_else(|e| panic!("{IPXE_DIR}/{file} (Debian ipxe; .ci/deps installs it): {e}"));
         }
     }
-    std::fs::create_dir_all(r.join("art/tiny")).unwrap();
-    std::fs::write(r.join("art/tiny/vmlinuz"), &kernel).unwrap();
-    std::fs::write(r.join("art/tiny/initrd.img"), &initrd).unwrap();
-    write(r, "secrets/demo-password", "uefi-secret");
-    write(r, "operator-token", OPERATOR);
-    use std::os::unix::fs::PermissionsExt;
-    for (p, mode) in [
-        ("secrets", 0o700),
-        ("secrets/demo-password", 0o600),
-        ("operator-token", 0o600),
-    ] {
-        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    executor_files(r, &kernel, &initrd, "uefi-secret", OPERATOR);
     (repo, tftp)
 }
 

@@ -25,19 +25,7 @@ impl Site {
         let initrd = b"tiny initrd".to_vec();
         let repo = tiny_site(&kernel, &initrd);
         let r = repo.path();
-        write(r, "art/tiny/vmlinuz", "");
-        std::fs::write(r.join("art/tiny/vmlinuz"), &kernel).unwrap();
-        std::fs::write(r.join("art/tiny/initrd.img"), &initrd).unwrap();
-        write(r, "secrets/demo-password", &format!("{SECRET}\n"));
-        write(r, "operator-token", OPERATOR);
-        use std::os::unix::fs::PermissionsExt;
-        for (p, mode) in [
-            ("secrets", 0o700),
-            ("secrets/demo-password", 0o600),
-            ("operator-token", 0o600),
-        ] {
-            std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
-        }
+        executor_files(r, &kernel, &initrd, &format!("{SECRET}\n"), OPERATOR);
         Site { repo, kernel }
     }
 

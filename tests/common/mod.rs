@@ -167,6 +167,41 @@ pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
     repo
 }
 
+/// The tiny Linux guest of the QEMU tests (`tests/qemu/build-guest.sh`,
+/// built once under `target/`): its kernel and initrd.
+pub fn qemu_guest() -> (Vec<u8>, Vec<u8>) {
+    let guest = repo_root().join("target/qemu-guest");
+    let build = Command::new("bash")
+        .arg(repo_root().join("tests/qemu/build-guest.sh"))
+        .arg(&guest)
+        .status()
+        .unwrap();
+    assert!(build.success(), "building the guest failed");
+    (
+        std::fs::read(guest.join("vmlinuz")).unwrap(),
+        std::fs::read(guest.join("initrd.img")).unwrap(),
+    )
+}
+
+/// What `kiln serve` needs beside a tiny site's plan: the artifacts under
+/// `art/`, a private secret store holding `demo-password` = `secret`, and
+/// a private `operator-token` file.
+pub fn executor_files(r: &Path, kernel: &[u8], initrd: &[u8], secret: &str, operator_token: &str) {
+    std::fs::create_dir_all(r.join("art/tiny")).unwrap();
+    std::fs::write(r.join("art/tiny/vmlinuz"), kernel).unwrap();
+    std::fs::write(r.join("art/tiny/initrd.img"), initrd).unwrap();
+    write(r, "secrets/demo-password", secret);
+    write(r, "operator-token", operator_token);
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [
+        ("secrets", 0o700),
+        ("secrets/demo-password", 0o600),
+        ("operator-token", 0o600),
+    ] {
+        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 /// A running `kiln serve`, killed when dropped.
 pub struct Server {
     pub child: std::process::Child,

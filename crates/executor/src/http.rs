@@ -688,19 +688,23 @@ async fn backup_download(State(app): State<Arc<App>>, headers: HeaderMap) -> Ans
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(|e| internal(e.to_string()))?;
+    audited_download(&app, actor, "backup", bytes, "application/vnd.sqlite3").await
+}
+
+/// Audits what an admin took (`action`, its size) and hands it over.
+async fn audited_download(
+    app: &App,
+    actor: String,
+    action: &'static str,
+    bytes: Vec<u8>,
+    content_type: &'static str,
+) -> Answer {
     let (digest, size) = (app.current_digest(), bytes.len());
     app.store
-        .write(move |t| store::audit(t, &actor, "backup", None, json!({"bytes": size}), &digest))
+        .write(move |t| store::audit(t, &actor, action, None, json!({"bytes": size}), &digest))
         .await
         .map_err(internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/vnd.sqlite3"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(plain(bytes, content_type))
 }
 
 /// The diagnostics bundle (`.tar.gz`), secrets and tokens redacted.
@@ -715,20 +719,7 @@ async fn diag_download(State(app): State<Arc<App>>, headers: HeaderMap) -> Answe
             .map_err(|e| internal(e.to_string()))?
             .map_err(internal)?
     };
-    let digest = app.current_digest();
-    let size = bundle.len();
-    app.store
-        .write(move |t| store::audit(t, &actor, "diagnostics bundle", None, json!({"bytes": size}), &digest))
-        .await
-        .map_err(internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/gzip"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bundle,
-    )
-        .into_response())
+    audited_download(&app, actor, "diagnostics bundle", bundle, "application/gzip").await
 }
 
 #[derive(Deserialize)]
