@@ -158,6 +158,124 @@ impl Net {
         ip(&["-n", &self.client, "link", "set", &self.client_if, "address", mac]);
     }
 
+    /// Gives the server side fd00:18::2/64 too, with duplicate address
+    /// detection off on both sides so addresses are usable at once.
+    fn with_ipv6(self) -> Net {
+        for (ns, dev) in [(&self.server, &self.server_if), (&self.client, &self.client_if)] {
+            let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw", &key])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        ip(&[
+            "-n",
+            &self.server,
+            "addr",
+            "add",
+            "fd00:18::2/64",
+            "dev",
+            &self.server_if,
+            "nodad",
+        ]);
+        self
+    }
+
+    /// One DHCPv6 exchange (ISC `dhclient -6`) as the machine with `mac`,
+    /// sending these dhclient.conf lines; the lease's variables (`ip6`,
+    /// `bootfile_url`). A machine keeps its DUID from one exchange to the
+    /// next (its lease file), as its firmware does.
+    fn ask6(&self, dir: &Path, name: &str, mac: &str, send: &str) -> BTreeMap<String, String> {
+        // A new MAC means a new link-local address, and the server must not
+        // know the old one's MAC from its neighbour table.
+        ip(&["-n", &self.client, "link", "set", &self.client_if, "down"]);
+        self.client_mac(mac);
+        ip(&["-n", &self.client, "link", "set", &self.client_if, "up"]);
+        ip(&["-n", &self.server, "neigh", "flush", "dev", &self.server_if]);
+        let conf = dir.join("dhclient6.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "option dhcp6.kiln-user-class code 15 = string;
+option dhcp6.kiln-arch code 61 = unsigned integer 16;
+also request dhcp6.bootfile-url;
+{send}
+"
+            ),
+        )
+        .unwrap();
+        let env = dir.join("lease6.env");
+        let _ = std::fs::remove_file(&env);
+        let script = dir.join("dhclient6.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh
+[ \"$reason\" = BOUND6 ] && env > {}\nexit 0\n",
+                env.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pid = dir.join("dhclient6.pid");
+        // A fresh lease file each time, so each exchange starts from a
+        // Solicit; the machine's DUID comes from the first one's.
+        let leases = dir.join("dhclient6.leases");
+        let _ = std::fs::remove_file(&leases);
+        let duid = dir.join(format!("dhclient6-{}.duid", mac.replace(':', "")));
+        let known = duid.exists();
+        let dhclient = |args: &[&str]| {
+            let duid_args = if known {
+                vec!["-df".as_ref(), duid.as_os_str()]
+            } else {
+                Vec::new()
+            };
+            Command::new("timeout")
+                .args(["20", "ip", "netns", "exec", &self.client, "dhclient", "-6"])
+                .args(args)
+                .args(duid_args)
+                .arg("-cf")
+                .arg(&conf)
+                .arg("-lf")
+                .arg(&leases)
+                .arg("-pf")
+                .arg(&pid)
+                .arg("-sf")
+                .arg(&script)
+                .arg(&self.client_if)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("dhclient (isc-dhcp-client) is needed")
+        };
+        dhclient(&["-1"]);
+        // Stop the client it left running, keeping the lease it holds.
+        dhclient(&["-x"]);
+        if !known {
+            let _ = std::fs::copy(&leases, &duid);
+        }
+        let Ok(text) = std::fs::read_to_string(&env) else {
+            let log = |ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap_or_default();
+            panic!(
+                "{name}: no DHCPv6 lease for {mac} sending {send:?}; its output:\n{}{}",
+                log("log"),
+                log("err")
+            );
+        };
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .filter_map(|(k, v)| {
+                let key = k
+                    .strip_prefix("new_ip6_address")
+                    .map(|_| "ip6")
+                    .or(k.strip_prefix("new_dhcp6_bootfile_url").map(|_| "bootfile_url"))?;
+                Some((key.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
     /// Starts a server inside the server namespace, with these extra
     /// environment variables.
     fn serve(&self, command: &[&str], env: &[(&str, &Path)], log: &Path) -> Child {
@@ -425,5 +543,118 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
         net.client_mac("52:54:00:99:09:99");
         net.assert_dynamic_lease(r, name, "10.9.0.");
         net.stop_servers(&mut server);
+    }
+}
+
+/// An IPv6 network: each server, run with the config kiln rendered (dnsmasq
+/// and ISC dhcpd's `dhcpd6.conf`, Kea's `kea-dhcp6.json`), answers a real
+/// DHCPv6 client with the address the IPAM lock holds for the machine and
+/// the boot URL of its kind (option 59): iPXE the menu, UEFI HTTP boot the
+/// HTTP URL of its build, UEFI PXE a `tftp://[...]` URL, an architecture
+/// without a build none; an unknown machine leases from `dhcpRange`.
+#[test]
+fn every_dhcp_server_serves_ipv6() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    let net = Net::new().with_ipv6();
+    write(
+        r,
+        "sites/six/site.yaml",
+        &format!(
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: six}}\nspec:\n  domain: six.example.net\n  bootServer: http://[fd00:18::2]:8080\n  networks:\n    - name: net\n      ipv6: {{cidr: \"fd00:18::/64\", interface: {iface}, dns: [\"fd00:18::2\"], pool: {{start: \"fd00:18::10\", end: \"fd00:18::50\"}}, dhcpRange: {{start: \"fd00:18::100\", end: \"fd00:18::150\"}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile6: {}, keaDataDirectory: {}}}\n",
+            r.join("tftp").display(),
+            r.join("kea/kea-leases6.csv").display(),
+            r.join("kea").display(),
+            iface = net.server_if,
+        ),
+    );
+    write(
+        r,
+        "sites/six/machines/m.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: known}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:00:06:01\", network: net}]\n",
+    );
+    copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
+    let run = kiln(r, &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = std::fs::read_to_string(r.join("out/six/ipam.lock.yaml")).unwrap();
+    assert!(lock.contains("ip: fd00:18::10\n"), "{lock}");
+    std::fs::create_dir_all(r.join("tftp")).unwrap();
+    let kea_dir = r.join("kea");
+    std::fs::create_dir_all(&kea_dir).unwrap();
+    std::fs::write(r.join("dhcpd6.leases"), "").unwrap();
+    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
+    let dhcp = r.join("out/six/dhcp");
+    let arg = |p: &Path| p.display().to_string();
+    let servers: [(&str, Vec<String>); 3] = [
+        (
+            "dnsmasq",
+            vec![
+                "dnsmasq".into(),
+                format!("--conf-file={}", dhcp.join("dnsmasq.conf").display()),
+                "--no-daemon".into(),
+                format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
+            ],
+        ),
+        (
+            "kea",
+            vec!["kea-dhcp6".into(), "-c".into(), arg(&dhcp.join("kea-dhcp6.json"))],
+        ),
+        (
+            "isc",
+            vec![
+                "dhcpd".into(),
+                "-6".into(),
+                "-f".into(),
+                "-cf".into(),
+                arg(&dhcp.join("dhcpd6.conf")),
+                "-lf".into(),
+                arg(&r.join("dhcpd6.leases")),
+                "-pf".into(),
+                arg(&r.join("dhcpd6.pid")),
+                net.server_if.clone(),
+            ],
+        ),
+    ];
+    const IPXE6: &str = "send dhcp6.kiln-user-class 00:04:69:50:58:45;";
+    for (name, command) in servers {
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let env = if name == "kea" { kea_env } else { &[] };
+        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
+        let expect = [
+            (IPXE6, Some("http://[fd00:18::2]:8080/menu.ipxe")),
+            (
+                "send dhcp6.kiln-arch 16;",
+                Some("http://[fd00:18::2]:8080/artifacts/ipxe/snponly.efi"),
+            ),
+            ("send dhcp6.kiln-arch 7;", Some("tftp://[fd00:18::2]/ipxe/snponly.efi")),
+            ("send dhcp6.kiln-arch 11;", None),
+        ];
+        for (send, url) in expect {
+            let lease = net.ask6(r, name, "52:54:00:00:06:01", send);
+            assert_eq!(
+                lease.get("ip6").map(String::as_str),
+                Some("fd00:18::10"),
+                "{name} {send}: the address the lock holds: {lease:?}"
+            );
+            assert_eq!(
+                lease.get("bootfile_url").map(String::as_str),
+                url,
+                "{name} {send}: {lease:?}"
+            );
+        }
+        let lease = net.ask6(r, name, "52:54:00:99:06:99", IPXE6);
+        let dynamic = lease.get("ip6").and_then(|a| a.parse::<std::net::Ipv6Addr>().ok());
+        let range: std::ops::RangeInclusive<std::net::Ipv6Addr> =
+            "fd00:18::100".parse().unwrap()..="fd00:18::150".parse().unwrap();
+        assert!(
+            dynamic.is_some_and(|a| range.contains(&a)),
+            "{name}: an unknown MAC leases from dhcpRange: {lease:?}"
+        );
+        net.stop_servers(&mut server);
+        for f in std::fs::read_dir(r).unwrap().flatten() {
+            if f.file_name().to_string_lossy().ends_with(".duid") {
+                std::fs::remove_file(f.path()).unwrap();
+            }
+        }
     }
 }

@@ -201,7 +201,7 @@ fn a_removed_or_mistyped_setting_names_its_key() {
         )
     });
     assert!(
-        err.contains("values.dns.nameserverIp: `10.0.0.300` is not an IPv4 address"),
+        err.contains("values.dns.nameserverIp: `10.0.0.300` is not an IP address"),
         "{err}"
     );
 }

@@ -39,14 +39,36 @@ fn dnsmasq_accepts_its_config() {
     check("dnsmasq", &["--test", "-C", "dhcp/dnsmasq.conf"], &lab());
 }
 
+/// kea-dhcp6 checks that the interface a DHCPv6 subnet names exists, so
+/// its config is checked where it would run: a network namespace holding
+/// the lab server's `ens3`.
 #[test]
-fn kea_accepts_its_config() {
+fn kea_accepts_its_configs() {
     check("kea-dhcp4", &["-t", "dhcp/kea-dhcp4.json"], &lab());
+    let ns = format!("kiln-kea6-{}", std::process::id());
+    check("ip", &["netns", "add", &ns], &lab());
+    let checked = std::panic::catch_unwind(|| {
+        check(
+            "ip",
+            &[
+                "-n", &ns, "link", "add", "ens3", "type", "veth", "peer", "name", "ens3p",
+            ],
+            &lab(),
+        );
+        check(
+            "ip",
+            &["netns", "exec", &ns, "kea-dhcp6", "-t", "dhcp/kea-dhcp6.json"],
+            &lab(),
+        );
+    });
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    checked.unwrap();
 }
 
 #[test]
-fn isc_dhcpd_accepts_its_config() {
+fn isc_dhcpd_accepts_its_configs() {
     check("dhcpd", &["-t", "-4", "-cf", "dhcp/dhcpd.conf"], &lab());
+    check("dhcpd", &["-t", "-6", "-cf", "dhcp/dhcpd6.conf"], &lab());
 }
 
 #[test]
@@ -57,31 +79,43 @@ fn every_zone_passes_named_checkzone() {
     }
 }
 
+/// Every A and AAAA record has its PTR record, in an in-addr.arpa or
+/// ip6.arpa zone, naming it back.
 #[test]
-fn every_a_record_has_its_ptr() {
+fn every_address_record_has_its_ptr() {
     let zones = tree(&lab().join("dns"));
-    let mut a = BTreeMap::new();
+    let mut forward: BTreeMap<(String, &str), std::net::IpAddr> = BTreeMap::new();
     let mut ptr = BTreeMap::new();
     for (file, bytes) in &zones {
         let origin = file.trim_end_matches(".zone");
         for line in String::from_utf8_lossy(bytes).lines() {
             let f: Vec<&str> = line.split('\t').collect();
-            if f.len() == 4 && f[2] == "A" {
-                a.insert(format!("{}.{origin}.", f[0]), f[3].to_string());
+            if f.len() == 4 && (f[2] == "A" || f[2] == "AAAA") {
+                let kind = if f[2] == "A" { "A" } else { "AAAA" };
+                forward.insert((format!("{}.{origin}.", f[0]), kind), f[3].parse().unwrap());
             }
             if f.len() == 4 && f[2] == "PTR" {
-                let full = format!("{}.{}", f[0], origin.trim_end_matches(".in-addr.arpa"));
-                let ip: Vec<&str> = full.split('.').rev().collect();
-                ptr.insert(ip.join("."), f[3].to_string());
+                let full = format!("{}.{origin}", f[0]);
+                let ip: std::net::IpAddr = if let Some(v4) = full.strip_suffix(".in-addr.arpa") {
+                    v4.split('.').rev().collect::<Vec<_>>().join(".").parse().unwrap()
+                } else {
+                    let nibbles: String = full.strip_suffix(".ip6.arpa").unwrap().split('.').rev().collect();
+                    assert_eq!(nibbles.len(), 32, "{full}");
+                    let groups: Vec<&str> = (0..8).map(|i| &nibbles[i * 4..i * 4 + 4]).collect();
+                    groups.join(":").parse().unwrap()
+                };
+                ptr.insert(ip, f[3].to_string());
             }
         }
     }
-    assert!(a.len() >= 10);
-    for (name, ip) in &a {
+    let count = |kind| forward.keys().filter(|(_, k)| *k == kind).count();
+    assert!(count("A") >= 10 && count("AAAA") >= 8, "{forward:?}");
+    for ((name, kind), ip) in &forward {
         let back = ptr.get(ip).unwrap_or_else(|| panic!("no PTR for {ip} ({name})"));
-        assert!(
-            a.get(back) == Some(ip),
-            "PTR of {ip} names {back}, whose A record is not {ip}"
+        assert_eq!(
+            forward.get(&(back.clone(), *kind)),
+            Some(ip),
+            "PTR of {ip} names {back}, whose {kind} record is not {ip}"
         );
     }
 }
@@ -147,7 +181,8 @@ fn plan_lists_machines_and_their_workflows() {
     }
 }
 
-/// Renders and returns the lock's address of every machine interface.
+/// Renders and returns the lock's addresses of every machine interface, by
+/// `"<mac> v4"` and `"<mac> v6"` (prov is dual-stack).
 fn addresses(repo: &Path) -> BTreeMap<String, String> {
     let run = kiln(repo, &["render", "lab"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -158,10 +193,9 @@ fn addresses(repo: &Path) -> BTreeMap<String, String> {
         .unwrap()
         .iter()
         .map(|a| {
-            (
-                a["mac"].as_str().unwrap().to_string(),
-                a["ip"].as_str().unwrap().to_string(),
-            )
+            let ip = a["ip"].as_str().unwrap();
+            let family = if ip.contains(':') { "v6" } else { "v4" };
+            (format!("{} {family}", a["mac"].as_str().unwrap()), ip.to_string())
         })
         .collect()
 }
@@ -188,7 +222,9 @@ fn ipam_is_stable_when_machines_come_and_go() {
     for (mac, ip) in &before {
         assert_eq!(added.get(mac), Some(ip), "{mac} moved when a machine was added");
     }
-    assert_eq!(added["52:54:00:99:00:01"], "10.20.1.8");
+    assert_eq!(added["52:54:00:99:00:01 v4"], "10.20.1.8");
+    assert_eq!(added["52:54:00:99:00:01 v6"], "fd00:20::1:9");
+    assert_eq!(added.len(), before.len() + 2);
 
     // Remove one: nobody else moves, its address is released.
     edit(
@@ -201,9 +237,9 @@ fn ipam_is_stable_when_machines_come_and_go() {
     let kept: Vec<&str> = text.split("---\n").filter(|d| !d.contains("win-01-gone")).collect();
     write(repo.path(), "sites/lab/machines/windows.yaml", &kept.join("---\n"));
     let removed = addresses(repo.path());
-    assert!(!removed.contains_key("52:54:00:12:35:01"));
+    assert!(!removed.contains_key("52:54:00:12:35:01 v4") && !removed.contains_key("52:54:00:12:35:01 v6"));
     for (mac, ip) in &added {
-        if mac != "52:54:00:12:35:01" {
+        if !mac.starts_with("52:54:00:12:35:01 ") {
             assert_eq!(removed.get(mac), Some(ip), "{mac} moved when a machine was removed");
         }
     }
@@ -254,6 +290,8 @@ fn soa_serials_move_only_when_a_zone_changes() {
     let second = serials(repo.path());
     assert_eq!(second["lab.example.net"], first["lab.example.net"] + 1);
     assert_eq!(second["20.10.in-addr.arpa"], first["20.10.in-addr.arpa"] + 1);
+    let v6 = "0.0.0.0.0.0.0.0.0.2.0.0.0.0.d.f.ip6.arpa";
+    assert_eq!(second[v6], first[v6] + 1, "the IPv6 reverse zone got its PTR");
     assert_eq!(
         second["4.30.10.in-addr.arpa"], first["4.30.10.in-addr.arpa"],
         "an unchanged zone kept its serial"
@@ -350,8 +388,101 @@ fn ip_inside_the_dhcp_range() {
 fn overlapping_networks() {
     let err = render_fails(|r| edit(r, "sites/lab/site.yaml", "cidr: 10.30.4.0/22", "cidr: 10.20.128.0/22"));
     assert!(
-        err.contains("sites/lab/site.yaml:19:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"),
+        err.contains("sites/lab/site.yaml:29:13: network 10.20.128.0/22 overlaps network `prov` (10.20.0.0/16)"),
         "{err}"
+    );
+}
+
+/// IPv6 mistakes get the same precise errors as IPv4 ones.
+#[test]
+fn ipv6_mistakes() {
+    let site = "sites/lab/site.yaml";
+    let err = render_fails(|r| {
+        edit(
+            r,
+            site,
+            "      vlan: 30\n",
+            "      vlan: 30\n      ipv6: {cidr: \"fd00:20:0:0:8000::/65\", interface: ens4}\n",
+        )
+    });
+    assert!(
+        err.contains(&format!(
+            "{site}:31:20: network fd00:20:0:0:8000::/65 overlaps network `prov` (fd00:20::/64)"
+        )),
+        "{err}"
+    );
+    let err = render_fails(|r| edit(r, site, "cidr: 10.30.4.0/22", "cidr: \"fd00:30::/64\""));
+    assert!(
+        err.contains(&format!(
+            "{site}:29:13: fd00:30::/64 is an IPv6 network: put it under `ipv6: {{cidr: ...}}`"
+        )),
+        "{err}"
+    );
+    let err = render_fails(|r| edit(r, site, "        interface: ens3", "        # no interface"));
+    assert!(
+        err.contains("network `prov` is served by Kea over DHCPv6 directly") && err.contains("set `ipv6.interface`"),
+        "{err}"
+    );
+    let err = render_fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("six", "52:54:00:99:00:16").replace("network: prov}", "network: prov, ip6: 10.20.1.200}"),
+        )
+    });
+    assert!(
+        err.contains(&format!("{NEW}:8:54: 10.20.1.200 is an IPv4 address: write it as `ip`")),
+        "{err}"
+    );
+    let err = render_fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("six", "52:54:00:99:00:17").replace("network: prov}", "network: storage, ip6: \"fd00:20::5\"}"),
+        )
+    });
+    assert!(
+        err.contains("network `storage` has no IPv6 side: give it `ipv6: {cidr: ...}` in site.yaml, or drop `ip6`"),
+        "{err}"
+    );
+    let err = render_fails(|r| {
+        write(
+            r,
+            NEW,
+            &machine("six", "52:54:00:99:00:18").replace("network: prov}", "network: prov, ip6: \"fd00:20::150\"}"),
+        )
+    });
+    assert!(
+        err.contains("IP fd00:20::150 is inside the dhcpRange fd00:20::100-fd00:20::1ff of network `prov`"),
+        "{err}"
+    );
+}
+
+/// A fixed IPv6 address is kept, and the pool skips it.
+#[test]
+fn a_fixed_ipv6_address_is_kept() {
+    let repo = example_copy(true);
+    write(
+        repo.path(),
+        NEW,
+        &machine("node-00", "52:54:00:99:00:19").replace("network: prov}", "network: prov, ip6: \"fd00:20::1:9\"}"),
+    );
+    let before = addresses(repo.path());
+    assert_eq!(before["52:54:00:99:00:19 v6"], "fd00:20::1:9");
+    write(
+        repo.path(),
+        "sites/lab/machines/new2.yaml",
+        &machine("node-001", "52:54:00:99:00:20"),
+    );
+    let after = addresses(repo.path());
+    assert_eq!(
+        after["52:54:00:99:00:20 v6"], "fd00:20::1:a",
+        "the pool went past the fixed address"
+    );
+    let hosts = std::fs::read_to_string(repo.path().join("out/lab/dhcp/dnsmasq.conf")).unwrap();
+    assert!(
+        hosts.contains("dhcp-host=52:54:00:99:00:19,10.20.1.8,[fd00:20::1:9],node-00,infinite"),
+        "{hosts}"
     );
 }
 

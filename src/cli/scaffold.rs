@@ -2,6 +2,7 @@
 //! what kiln knows, so a new user starts from something that renders.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -9,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::failure::{exit, Failure};
 use kiln_compiler::load::kinds::API_VERSION;
 use kiln_compiler::render::settings::{self, ClusterDefaults, Pool};
-use kiln_compiler::resolve::net::{parse_ip, Ipv4Net};
+use kiln_compiler::resolve::net::{parse_ip, IpNet};
 use kiln_compiler::yaml::to_yaml;
 
 include!(concat!(env!("OUT_DIR"), "/starter.rs"));
@@ -267,9 +268,13 @@ fn network(arg: &str) -> Result<Value, Failure> {
         .and_then(|p| p.split_once('='))
         .ok_or_else(|| bad("expected NAME=CIDR, e.g. `prov=10.20.0.0/24`".into()))?;
     check_name(name)?;
-    let net = Ipv4Net::parse(cidr).map_err(bad)?;
-    let first = u32::from(net.addr);
-    let last = u32::from(net.broadcast());
+    let net = IpNet::parse(cidr).map_err(bad)?;
+    let (IpAddr::V4(first), IpAddr::V4(last)) = (net.addr, net.last()) else {
+        return Err(bad(format!(
+            "{cidr} is an IPv6 network: scaffold an IPv4 one and add `ipv6: {{cidr: {cidr}}}` to it in site.yaml (docs/sites.md, IPv6)"
+        )));
+    };
+    let (first, last) = (u32::from(first), u32::from(last));
     if last - first < 16 {
         return Err(bad(format!(
             "{cidr} is too small for a gateway, a pool and a DHCP range"

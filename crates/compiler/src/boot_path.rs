@@ -121,7 +121,11 @@ pub fn boot_path(repo: &Repo, model: &Model, options: &Options, mac: &str) -> Re
         mac: wanted.to_string(),
         interface: format!("eth{index}"),
         network: site.networks[iface.network].name.to_string(),
-        ip: iface.ip.to_string(),
+        ip: iface
+            .addresses()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         host_name: match index {
             0 => machine.name().to_string(),
             i => format!("{}-eth{i}", machine.name()),

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::load::kinds::PatchOp;
 use crate::merge::{merge, Layer};
 use crate::render::{envsubst, patch};
-use crate::resolve::net::{parse_ip, Ipv4Net};
+use crate::resolve::net::{parse_ip, IpNet};
 use crate::yaml::{parse_documents, to_yaml, Document};
 
 fn runner() -> TestRunner {
@@ -164,8 +164,8 @@ fn address_parsing_never_panics_and_round_trips() {
     ];
     runner()
         .run(&text, |text| {
-            if let Ok(net) = Ipv4Net::parse(&text) {
-                prop_assert_eq!(Ipv4Net::parse(&net.to_string()).ok(), Some(net));
+            if let Ok(net) = IpNet::parse(&text) {
+                prop_assert_eq!(IpNet::parse(&net.to_string()).ok(), Some(net));
             }
             if let Ok(ip) = parse_ip(&text) {
                 prop_assert_eq!(ip.to_string().parse().ok(), Some(ip));

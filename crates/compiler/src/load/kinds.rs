@@ -160,8 +160,8 @@ pub struct IpxeBuilds {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Network {
     pub name: Name,
-    /// IPv4 network in CIDR notation.
-    pub cidr: String,
+    /// IPv4 network in CIDR notation; left out for an IPv6-only network.
+    pub cidr: Option<String>,
     pub gateway: Option<String>,
     #[serde(default)]
     pub dns: Vec<String>,
@@ -174,6 +174,31 @@ pub struct Network {
     /// The DHCP relay that forwards this network's requests to the site's
     /// DHCP server, for a network the server is not on (a routed site).
     pub relay: Option<Relay>,
+    /// The network's IPv6 side: with `cidr`, a dual-stack network; alone,
+    /// an IPv6-only one.
+    pub ipv6: Option<Ipv6Network>,
+}
+
+/// The IPv6 side of a network: the same fields as its IPv4 side.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Ipv6Network {
+    /// IPv6 network in CIDR notation (a /64 for SLAAC-capable segments).
+    pub cidr: String,
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Addresses IPAM hands to machines without a fixed `ip6`.
+    pub pool: Option<AddressRange>,
+    /// Addresses leased dynamically (DHCPv6) to unknown machines.
+    pub dhcp_range: Option<AddressRange>,
+    /// The DHCPv6 relay agent's address on this network (the link-address
+    /// of the requests it forwards).
+    pub relay: Option<Relay>,
+    /// The DHCP server's interface on this network, when it is attached
+    /// directly: a DHCPv6 request comes from a link-local address, so Kea
+    /// picks the subnet by the interface it arrived on.
+    pub interface: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -234,8 +259,12 @@ fn one() -> u32 {
 pub struct Interface {
     pub mac: MacAddress,
     pub network: Name,
-    /// Fixed address; IPAM allocates one from the network's pool when absent.
+    /// Fixed IPv4 address; IPAM allocates one from the network's pool when
+    /// absent.
     pub ip: Option<String>,
+    /// Fixed IPv6 address, on a network with `ipv6`; IPAM allocates one
+    /// from its IPv6 pool when absent.
+    pub ip6: Option<String>,
 }
 
 /// An operating system install: boot artifacts and templates.

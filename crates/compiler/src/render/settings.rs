@@ -4,7 +4,7 @@
 //! layer removed (`null`) or gave the wrong type is an error naming the
 //! key, never a silent fallback to a constant.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -18,9 +18,16 @@ pub struct Dhcp {
     pub interfaces: Vec<String>,
     /// Kea's memfile lease file (Kea does not create its directory).
     pub kea_lease_file: String,
+    /// Kea's DHCPv6 lease file, for sites with IPv6 networks.
+    pub kea_lease_file6: String,
+    /// Where Kea's DHCPv6 server keeps its DUID. Empty: Kea's default.
+    pub kea_data_directory: String,
     pub tftp_root: String,
-    /// Empty: the boot server's address.
+    /// Empty: the boot server's address, when it is an IPv4 one.
     pub tftp_server: String,
+    /// For DHCPv6 PXE clients (`tftp://[addr]/...`). Empty: the boot
+    /// server's address, when it is an IPv6 one.
+    pub tftp_server6: String,
     /// Empty: `<bootServer>/artifacts/ipxe/ipxe.efi`.
     pub http_boot_url: String,
 }
@@ -42,16 +49,14 @@ pub struct Dns {
 
 impl Dns {
     /// The name server's address, when one is set.
-    pub fn nameserver_ip(&self) -> Result<Option<Ipv4Addr>, String> {
+    pub fn nameserver_ip(&self) -> Result<Option<IpAddr>, String> {
         if self.nameserver_ip.is_empty() {
             return Ok(None);
         }
-        self.nameserver_ip.parse().map(Some).map_err(|_| {
-            format!(
-                "values.dns.nameserverIp: `{}` is not an IPv4 address",
-                self.nameserver_ip
-            )
-        })
+        self.nameserver_ip
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("values.dns.nameserverIp: `{}` is not an IP address", self.nameserver_ip))
     }
 }
 

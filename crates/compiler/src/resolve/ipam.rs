@@ -9,14 +9,14 @@
 //! of the zone's content, so a serial only moves when the zone changes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::yaml::{parse_values, to_yaml, Pos};
 
-use super::net::{IpRange, Ipv4Net};
+use super::net::{Family, IpNet, IpRange};
 
 /// The contents of `ipam.lock.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,8 @@ pub struct IpamLock {
 #[serde(deny_unknown_fields)]
 pub struct Allocation {
     pub network: String,
-    pub ip: Ipv4Addr,
+    /// IPv4 or IPv6: an interface of a dual-stack network has one of each.
+    pub ip: IpAddr,
     pub mac: String,
     pub machine: String,
     /// Set by the machine's own `ip:` rather than taken from the pool.
@@ -86,13 +87,13 @@ impl IpamLock {
     }
 }
 
-/// One network of a site as IPAM sees it.
+/// One address family of a network of a site as IPAM sees it.
 pub(crate) struct Pool<'a> {
     pub name: &'a str,
-    pub net: Ipv4Net,
+    pub net: IpNet,
     pub pool: Option<IpRange>,
     /// Addresses never handed out from the pool (gateway, DNS, boot server).
-    pub reserved: BTreeSet<Ipv4Addr>,
+    pub reserved: BTreeSet<IpAddr>,
     /// Where the pool is written, for "exhausted" errors.
     pub at: Diagnostic,
 }
@@ -102,7 +103,8 @@ pub(crate) struct Request<'a> {
     pub machine: &'a str,
     pub mac: &'a str,
     pub network: &'a str,
-    pub fixed: Option<Ipv4Addr>,
+    pub family: Family,
+    pub fixed: Option<IpAddr>,
     /// Where the interface is written, for errors.
     pub at: Diagnostic,
 }
@@ -111,26 +113,26 @@ pub(crate) struct Request<'a> {
 /// the lowest free one in its pool. Returns the new allocations, sorted.
 pub(crate) fn allocate(pools: &[Pool], requests: &[Request], lock: &IpamLock) -> Result<Vec<Allocation>, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let locked: BTreeMap<(&str, &str), Ipv4Addr> = lock
+    let locked: BTreeMap<(&str, &str, Family), IpAddr> = lock
         .allocations
         .iter()
-        .map(|a| ((a.network.as_str(), a.mac.as_str()), a.ip))
+        .map(|a| ((a.network.as_str(), a.mac.as_str(), Family::of(a.ip)), a.ip))
         .collect();
-    let pool_of = |name: &str| pools.iter().find(|p| p.name == name);
+    let pool_of = |name: &str, family: Family| pools.iter().find(|p| p.name == name && p.net.family() == family);
 
-    let mut taken: BTreeMap<(&str, Ipv4Addr), &Request> = BTreeMap::new();
+    let mut taken: BTreeMap<(&str, IpAddr), &Request> = BTreeMap::new();
     let mut out = Vec::new();
     let mut pending = Vec::new();
     // Fixed addresses first, then those the lock holds, so that neither
     // ever moves for a new machine.
     for pass in [true, false] {
         for r in requests.iter().filter(|r| r.fixed.is_some() == pass) {
-            let Some(pool) = pool_of(r.network) else {
+            let Some(pool) = pool_of(r.network, r.family) else {
                 continue;
             };
             let ip = match r.fixed {
                 Some(ip) => ip,
-                None => match locked.get(&(r.network, r.mac)) {
+                None => match locked.get(&(r.network, r.mac, r.family)) {
                     Some(ip) if pool.net.is_host(*ip) => *ip,
                     _ => {
                         pending.push(r);
@@ -158,34 +160,33 @@ pub(crate) fn allocate(pools: &[Pool], requests: &[Request], lock: &IpamLock) ->
         }
     }
 
-    let mut wanted: BTreeMap<&str, Vec<&Request>> = BTreeMap::new();
+    let mut wanted: BTreeMap<(&str, Family), Vec<&Request>> = BTreeMap::new();
     for r in pending {
-        wanted.entry(r.network).or_default().push(r);
+        wanted.entry((r.network, r.family)).or_default().push(r);
     }
-    for (network, requests) in wanted {
-        let pool = pool_of(network).expect("requests name known networks");
+    for ((network, family), requests) in wanted {
+        let pool = pool_of(network, family).expect("requests name known networks");
         let Some(range) = pool.pool else {
             for r in requests {
                 let mut d = r.at.clone();
                 d.message = format!(
-                    "interface on network `{network}` has no `ip` and the network has no `pool` to allocate from"
+                    "interface on network `{network}` has no `{field}` and the network has no {side}`pool` to allocate from",
+                    field = if family == Family::V4 { "ip" } else { "ip6" },
+                    side = if family == Family::V4 { "" } else { "`ipv6` " },
                 );
                 diags.push(d);
             }
             continue;
         };
-        let free: Vec<Ipv4Addr> = range
+        // Lazily: an IPv6 pool may be vast. Fewer found than wanted means
+        // the whole pool was walked, so `free` is all there is.
+        let free: Vec<IpAddr> = range
             .addresses()
             .filter(|ip| pool.net.is_host(*ip) && !pool.reserved.contains(ip) && !taken.contains_key(&(network, *ip)))
             .take(requests.len())
             .collect();
         if free.len() < requests.len() {
-            let available = range
-                .addresses()
-                .filter(|ip| {
-                    pool.net.is_host(*ip) && !pool.reserved.contains(ip) && !taken.contains_key(&(network, *ip))
-                })
-                .count();
+            let available = free.len();
             let mut d = pool.at.clone();
             d.message = format!(
                 "pool {range} of network `{network}` is exhausted: {} new addresses wanted, {available} free",

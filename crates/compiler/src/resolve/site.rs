@@ -2,27 +2,50 @@
 //! resolved and every interface given an address by IPAM.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::diag::Diagnostics;
-use crate::load::kinds::{AddressRange, Blueprint, Machine, Site};
+use crate::load::kinds::{AddressRange, Blueprint, DhcpServer, Machine, Relay, Site};
 use crate::load::{Input, Repo};
 
 use super::ipam::{self, Allocation, IpamLock, Pool, Request};
-use super::net::{parse_ip, IpRange, Ipv4Net};
+use super::net::{parse_ip, Family, IpNet, IpRange};
 
-/// A network of a site, parsed.
+/// One address family of a network, parsed.
 #[derive(Clone, Debug)]
-pub struct NetworkModel {
-    pub name: String,
-    pub net: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
-    pub vlan: Option<u16>,
+pub struct Subnet {
+    pub net: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub dns: Vec<IpAddr>,
     pub pool: Option<IpRange>,
     pub dhcp_range: Option<IpRange>,
     /// The DHCP relay agent's address on this network, for a routed one.
-    pub relay: Option<Ipv4Addr>,
+    pub relay: Option<IpAddr>,
+    /// The DHCP server's interface on it (IPv6 side only; Kea needs it).
+    pub interface: Option<String>,
+}
+
+/// A network of a site: IPv4, IPv6 or both.
+#[derive(Clone, Debug)]
+pub struct NetworkModel {
+    pub name: String,
+    pub vlan: Option<u16>,
+    pub v4: Option<Subnet>,
+    pub v6: Option<Subnet>,
+}
+
+impl NetworkModel {
+    pub fn subnet(&self, family: Family) -> Option<&Subnet> {
+        match family {
+            Family::V4 => self.v4.as_ref(),
+            Family::V6 => self.v6.as_ref(),
+        }
+    }
+
+    /// Its subnets, IPv4 first.
+    pub fn subnets(&self) -> impl Iterator<Item = &Subnet> {
+        self.v4.iter().chain(&self.v6)
+    }
 }
 
 /// A machine's interface with its address.
@@ -31,7 +54,24 @@ pub struct InterfaceModel {
     pub mac: String,
     /// Index into the site's networks.
     pub network: usize,
-    pub ip: Ipv4Addr,
+    /// Its IPv4 address, on a network with an IPv4 side.
+    pub ip: Option<IpAddr>,
+    /// Its IPv6 address, on a network with an IPv6 side.
+    pub ip6: Option<IpAddr>,
+}
+
+impl InterfaceModel {
+    pub fn address(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => self.ip,
+            Family::V6 => self.ip6,
+        }
+    }
+
+    /// Its addresses, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> {
+        self.ip.into_iter().chain(self.ip6)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -56,7 +96,7 @@ pub struct SiteModel<'a> {
     pub domain: String,
     pub boot_server: String,
     /// The boot server's address, when its URL names one.
-    pub boot_server_ip: Option<Ipv4Addr>,
+    pub boot_server_ip: Option<IpAddr>,
     pub networks: Vec<NetworkModel>,
     /// Sorted by name.
     pub machines: Vec<MachineModel<'a>>,
@@ -198,31 +238,10 @@ fn site_model<'a>(
                 continue;
             };
             let network = &networks[net_index];
-            let fixed = match iface.ip.as_deref().map(parse_ip) {
-                None => None,
-                Some(Err(e)) => {
-                    diags.push(m.error(&format!("{at}/ip"), false, e));
-                    continue;
-                }
-                Some(Ok(ip)) => {
-                    if !network.net.is_host(ip) {
-                        diags.push(m.error(
-                            &format!("{at}/ip"),
-                            false,
-                            format!("IP {ip} is outside network `{}` ({})", network.name, network.net),
-                        ));
-                        continue;
-                    }
-                    if let Some(range) = network.dhcp_range.filter(|r| r.contains(ip)) {
-                        diags.push(m.error(
-                            &format!("{at}/ip"),
-                            false,
-                            format!("IP {ip} is inside the dhcpRange {range} of network `{}`", network.name),
-                        ));
-                        continue;
-                    }
-                    Some(ip)
-                }
+            let fixed4 = fixed_address(m, &at, iface.ip.as_deref(), network, Family::V4, &mut diags);
+            let fixed6 = fixed_address(m, &at, iface.ip6.as_deref(), network, Family::V6, &mut diags);
+            let (Ok(fixed4), Ok(fixed6)) = (fixed4, fixed6) else {
+                continue;
             };
             let mac = kiln_plan::Mac::parse(iface.mac.as_str())
                 .map(|m| m.to_string())
@@ -235,12 +254,21 @@ fn site_model<'a>(
                 ));
                 continue;
             }
-            let at = if fixed.is_some() { format!("{at}/ip") } else { at };
-            requests.push((mname, mac.clone(), net_index, fixed, m.error(&at, false, "")));
+            for (family, fixed) in [(Family::V4, fixed4), (Family::V6, fixed6)] {
+                if network.subnet(family).is_some() {
+                    let at = match (fixed, family) {
+                        (None, _) => at.clone(),
+                        (Some(_), Family::V4) => format!("{at}/ip"),
+                        (Some(_), Family::V6) => format!("{at}/ip6"),
+                    };
+                    requests.push((mname, mac.clone(), net_index, family, fixed, m.error(&at, false, "")));
+                }
+            }
             interfaces.push(InterfaceModel {
                 mac,
                 network: net_index,
-                ip: Ipv4Addr::UNSPECIFIED,
+                ip: None,
+                ip6: None,
             });
         }
         if let Some(blueprint) = blueprint {
@@ -264,26 +292,32 @@ fn site_model<'a>(
     let pools: Vec<Pool> = networks
         .iter()
         .enumerate()
-        .map(|(i, n)| Pool {
+        .flat_map(|(i, n)| {
+            let v4 = n.v4.as_ref().map(|s| (s, format!("/spec/networks/{i}/pool")));
+            let v6 = n.v6.as_ref().map(|s| (s, format!("/spec/networks/{i}/ipv6/pool")));
+            v4.into_iter().chain(v6).map(move |(s, at)| (n, s, at))
+        })
+        .map(|(n, s, at)| Pool {
             name: &n.name,
-            net: n.net,
-            pool: n.pool,
-            reserved: n
+            net: s.net,
+            pool: s.pool,
+            reserved: s
                 .gateway
                 .into_iter()
-                .chain(n.relay)
-                .chain(n.dns.iter().copied())
+                .chain(s.relay)
+                .chain(s.dns.iter().copied())
                 .chain(boot_server_ip)
                 .collect(),
-            at: site.error(&format!("/spec/networks/{i}/pool"), false, ""),
+            at: site.error(&at, false, ""),
         })
         .collect();
     let reqs: Vec<Request> = requests
         .iter()
-        .map(|(machine, mac, net, fixed, at)| Request {
+        .map(|(machine, mac, net, family, fixed, at)| Request {
             machine,
             mac,
             network: &networks[*net].name,
+            family: *family,
             fixed: *fixed,
             at: at.clone(),
         })
@@ -295,15 +329,15 @@ fn site_model<'a>(
             Vec::new()
         }
     };
-    let assigned: BTreeMap<(&str, &str), Ipv4Addr> = allocations
+    let assigned: BTreeMap<(&str, &str, Family), IpAddr> = allocations
         .iter()
-        .map(|a| ((a.network.as_str(), a.mac.as_str()), a.ip))
+        .map(|a| ((a.network.as_str(), a.mac.as_str(), Family::of(a.ip)), a.ip))
         .collect();
     for model in &mut models {
         for iface in &mut model.interfaces {
-            if let Some(ip) = assigned.get(&(networks[iface.network].name.as_str(), iface.mac.as_str())) {
-                iface.ip = *ip;
-            }
+            let key = |family| (networks[iface.network].name.as_str(), iface.mac.as_str(), family);
+            iface.ip = assigned.get(&key(Family::V4)).copied();
+            iface.ip6 = assigned.get(&key(Family::V6)).copied();
         }
     }
     diags.finish(SiteModel {
@@ -326,18 +360,64 @@ fn boot_server_host(url: &str) -> Result<&str, String> {
     super::net::url_host(url).ok_or_else(|| format!("bootServer `{url}` names no host"))
 }
 
+/// An interface's fixed address of one family (`ip` or `ip6`), checked
+/// against its network; `Err` when it was reported.
+fn fixed_address(
+    m: &Input<Machine>,
+    at: &str,
+    text: Option<&str>,
+    network: &NetworkModel,
+    family: Family,
+    diags: &mut Diagnostics,
+) -> Result<Option<IpAddr>, ()> {
+    let (field, other) = match family {
+        Family::V4 => ("ip", "ip6"),
+        Family::V6 => ("ip6", "ip"),
+    };
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let problem = match parse_ip(text) {
+        Err(e) => e,
+        Ok(ip) if Family::of(ip) != family => {
+            format!("{ip} is an {} address: write it as `{other}`", Family::of(ip).name())
+        }
+        Ok(ip) => match network.subnet(family) {
+            None if family == Family::V6 => format!(
+                "network `{}` has no IPv6 side: give it `ipv6: {{cidr: ...}}` in site.yaml, or drop `ip6`",
+                network.name
+            ),
+            None => format!("network `{}` is IPv6-only: drop `ip`, or give `ip6`", network.name),
+            Some(s) if !s.net.is_host(ip) => format!("IP {ip} is outside network `{}` ({})", network.name, s.net),
+            Some(s) => match s.dhcp_range.filter(|r| r.contains(ip)) {
+                Some(range) => format!("IP {ip} is inside the dhcpRange {range} of network `{}`", network.name),
+                None => return Ok(Some(ip)),
+            },
+        },
+    };
+    diags.push(m.error(&format!("{at}/{field}"), false, problem));
+    Err(())
+}
+
 /// Parses the address at `pointer`; `fits` says whether it may stand there
 /// (inside the network, say). Reports why not.
 fn address(
     site: &Input<Site>,
     pointer: &str,
     text: &str,
-    net: &Ipv4Net,
-    fits: impl Fn(Ipv4Addr) -> bool,
+    net: &IpNet,
+    fits: impl Fn(IpAddr) -> bool,
     diags: &mut Diagnostics,
-) -> Option<Ipv4Addr> {
+) -> Option<IpAddr> {
     let problem = match parse_ip(text) {
         Ok(ip) if fits(ip) => return Some(ip),
+        Ok(ip) if Family::of(ip) != net.family() => {
+            format!(
+                "{ip} is an {} address, on the {} network {net}",
+                Family::of(ip).name(),
+                net.family().name()
+            )
+        }
         Ok(ip) => format!("{ip} is outside the network {net}"),
         Err(e) => e,
     };
@@ -345,7 +425,7 @@ fn address(
     None
 }
 
-fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &Ipv4Net, diags: &mut Diagnostics) -> Option<IpRange> {
+fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &IpNet, diags: &mut Diagnostics) -> Option<IpRange> {
     let start = address(
         site,
         &format!("{at}/start"),
@@ -363,6 +443,79 @@ fn range(site: &Input<Site>, at: &str, r: &AddressRange, net: &Ipv4Net, diags: &
     Some(IpRange { start, end })
 }
 
+/// One family's fields of a network as written, `at` its pointer.
+struct SubnetFields<'a> {
+    at: String,
+    cidr: &'a str,
+    gateway: Option<&'a str>,
+    dns: &'a [String],
+    pool: Option<&'a AddressRange>,
+    dhcp_range: Option<&'a AddressRange>,
+    relay: Option<&'a Relay>,
+    interface: Option<&'a str>,
+}
+
+fn subnet(site: &Input<Site>, f: SubnetFields, family: Family, diags: &mut Diagnostics) -> Option<Subnet> {
+    let at = &f.at;
+    let net = match IpNet::parse(f.cidr) {
+        Ok(net) if net.family() == family => net,
+        Ok(net) => {
+            let hint = match family {
+                Family::V4 => "put it under `ipv6: {cidr: ...}`",
+                Family::V6 => "put it in the network's own `cidr`",
+            };
+            diags.push(site.error(
+                &format!("{at}/cidr"),
+                false,
+                format!("{net} is an {} network: {hint}", net.family().name()),
+            ));
+            return None;
+        }
+        Err(e) => {
+            diags.push(site.error(&format!("{at}/cidr"), false, e));
+            return None;
+        }
+    };
+    let host = |ip: IpAddr| net.is_host(ip);
+    let gateway = f
+        .gateway
+        .and_then(|g| address(site, &format!("{at}/gateway"), g, &net, host, diags));
+    let relay = f
+        .relay
+        .and_then(|r| address(site, &format!("{at}/relay/address"), &r.address, &net, host, diags));
+    let dns = f
+        .dns
+        .iter()
+        .enumerate()
+        .filter_map(|(j, d)| {
+            let same_family = |ip: IpAddr| Family::of(ip) == family;
+            address(site, &format!("{at}/dns/{j}"), d, &net, same_family, diags)
+        })
+        .collect();
+    let pool = f.pool.and_then(|r| range(site, &format!("{at}/pool"), r, &net, diags));
+    let dhcp_range = f
+        .dhcp_range
+        .and_then(|r| range(site, &format!("{at}/dhcpRange"), r, &net, diags));
+    if let (Some(p), Some(d)) = (pool, dhcp_range) {
+        if p.overlaps(&d) {
+            diags.push(site.error(
+                &format!("{at}/dhcpRange"),
+                false,
+                format!("dhcpRange {d} overlaps the IPAM pool {p}"),
+            ));
+        }
+    }
+    Some(Subnet {
+        net,
+        gateway,
+        dns,
+        pool,
+        dhcp_range,
+        relay,
+        interface: f.interface.map(str::to_string),
+    })
+}
+
 fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
     let mut out: Vec<NetworkModel> = Vec::new();
     for (i, n) in site.object.spec.networks.iter().enumerate() {
@@ -375,68 +528,107 @@ fn networks(site: &Input<Site>, diags: &mut Diagnostics) -> Vec<NetworkModel> {
             ));
             continue;
         }
-        let net = match Ipv4Net::parse(&n.cidr) {
-            Ok(net) => net,
-            Err(e) => {
-                diags.push(site.error(&format!("{at}/cidr"), false, e));
-                continue;
-            }
-        };
-        if let Some(other) = out.iter().find(|o| o.net.overlaps(&net)) {
+        if n.cidr.is_none() && n.ipv6.is_none() {
             diags.push(site.error(
-                &format!("{at}/cidr"),
+                &at,
                 false,
-                format!("network {net} overlaps network `{}` ({})", other.name, other.net),
+                format!(
+                    "network `{}` has no address: give it `cidr` (IPv4), `ipv6: {{cidr: ...}}`, or both",
+                    n.name
+                ),
             ));
             continue;
         }
-        let gateway = n
-            .gateway
-            .as_deref()
-            .and_then(|g| address(site, &format!("{at}/gateway"), g, &net, |ip| net.is_host(ip), diags));
-        let relay = n.relay.as_ref().and_then(|r| {
-            address(
-                site,
-                &format!("{at}/relay/address"),
-                &r.address,
-                &net,
-                |ip| net.is_host(ip),
-                diags,
-            )
+        let v4 = n.cidr.as_deref().map(|cidr| SubnetFields {
+            at: at.clone(),
+            cidr,
+            gateway: n.gateway.as_deref(),
+            dns: &n.dns,
+            pool: n.pool.as_ref(),
+            dhcp_range: n.dhcp_range.as_ref(),
+            relay: n.relay.as_ref(),
+            interface: None,
         });
-        let dns = n
-            .dns
-            .iter()
-            .enumerate()
-            .filter_map(|(j, d)| address(site, &format!("{at}/dns/{j}"), d, &net, |_| true, diags))
-            .collect();
-        let pool = n
-            .pool
-            .as_ref()
-            .and_then(|r| range(site, &format!("{at}/pool"), r, &net, diags));
-        let dhcp_range = n
-            .dhcp_range
-            .as_ref()
-            .and_then(|r| range(site, &format!("{at}/dhcpRange"), r, &net, diags));
-        if let (Some(p), Some(d)) = (pool, dhcp_range) {
-            if p.overlaps(&d) {
+        let v6 = n.ipv6.as_ref().map(|v6| SubnetFields {
+            at: format!("{at}/ipv6"),
+            cidr: &v6.cidr,
+            gateway: v6.gateway.as_deref(),
+            dns: &v6.dns,
+            pool: v6.pool.as_ref(),
+            dhcp_range: v6.dhcp_range.as_ref(),
+            relay: v6.relay.as_ref(),
+            interface: v6.interface.as_deref(),
+        });
+        if n.cidr.is_none() {
+            let stray = [
+                ("gateway", n.gateway.is_some()),
+                ("dns", !n.dns.is_empty()),
+                ("pool", n.pool.is_some()),
+                ("dhcpRange", n.dhcp_range.is_some()),
+                ("relay", n.relay.is_some()),
+            ];
+            if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
                 diags.push(site.error(
-                    &format!("{at}/dhcpRange"),
+                    &format!("{at}/{field}"),
                     false,
-                    format!("dhcpRange {d} overlaps the IPAM pool {p}"),
+                    format!(
+                        "network `{}` has no IPv4 `cidr`, so `{field}` belongs under `ipv6:`",
+                        n.name
+                    ),
                 ));
+                continue;
             }
         }
-        out.push(NetworkModel {
+        let v4 = v4.map(|f| subnet(site, f, Family::V4, diags));
+        let v6 = v6.map(|f| subnet(site, f, Family::V6, diags));
+        let kea = site
+            .object
+            .spec
+            .dhcp
+            .as_ref()
+            .is_some_and(|d| d.servers.contains(&DhcpServer::Kea));
+        if let Some(Some(s)) = &v6 {
+            if kea && s.relay.is_none() && s.interface.is_none() {
+                diags.push(site.error(
+                    &format!("{at}/ipv6"),
+                    false,
+                    format!(
+                        "network `{}` is served by Kea over DHCPv6 directly, and Kea picks a DHCPv6 subnet by the interface a request arrives on: set `ipv6.interface` to the DHCP server's interface on it (or `ipv6.relay` for a routed one)",
+                        n.name
+                    ),
+                ));
+                continue;
+            }
+        }
+        // A side that was written but is wrong has been reported.
+        if matches!(v4, Some(None)) || matches!(v6, Some(None)) {
+            continue;
+        }
+        let network = NetworkModel {
             name: n.name.to_string(),
-            net,
-            gateway,
-            dns,
             vlan: n.vlan,
-            pool,
-            dhcp_range,
-            relay,
+            v4: v4.flatten(),
+            v6: v6.flatten(),
+        };
+        let overlap = network.subnets().find_map(|s| {
+            let other = out
+                .iter()
+                .find_map(|o| o.subnets().find(|t| t.net.overlaps(&s.net)).map(|t| (o, t)));
+            other.map(|(o, t)| (s, o, t))
         });
+        if let Some((s, o, t)) = overlap {
+            let pointer = match s.net.family() {
+                Family::V4 => format!("{at}/cidr"),
+                Family::V6 => format!("{at}/ipv6/cidr"),
+            };
+            diags.push(site.error(
+                &pointer,
+                false,
+                format!("network {} overlaps network `{}` ({})", s.net, o.name, t.net),
+            ));
+            continue;
+        }
+        out.push(network);
     }
     out
 }

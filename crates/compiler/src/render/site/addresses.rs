@@ -2,7 +2,7 @@
 //! control plane endpoint, a VIP) must stay out of the ranges kiln and the
 //! DHCP servers hand out, or one day a machine is given one of them.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
@@ -29,11 +29,11 @@ pub(super) fn conflicts(site: &SiteModel, values: &Map<String, Value>) -> Vec<(S
         let Some(text) = lookup(values, path).and_then(Value::as_str) else {
             continue;
         };
-        let Some(ip) = host_of(text).and_then(|h| h.parse::<Ipv4Addr>().ok()) else {
+        let Some(ip) = host_of(text).and_then(|h| h.parse::<IpAddr>().ok()) else {
             continue;
         };
-        for n in &site.networks {
-            let ranges = [("IPAM pool", n.pool.as_ref()), ("dhcpRange", n.dhcp_range.as_ref())];
+        for (n, s) in site.networks.iter().flat_map(|n| n.subnets().map(move |s| (n, s))) {
+            let ranges = [("IPAM pool", s.pool.as_ref()), ("dhcpRange", s.dhcp_range.as_ref())];
             for (what, range) in ranges {
                 if let Some(range) = range.filter(|r| r.contains(ip)) {
                     found.push((

@@ -1,14 +1,16 @@
-//! DNS zones for a site: the forward zone of its `domain` and the reverse
-//! zones of its networks. Reverse zones sit on octet boundaries: a /16 gets
-//! one `b.a.in-addr.arpa` zone, a /20 gets the /24 zones that hold records,
-//! a /26 the /24 that contains it. The SOA serial comes from the IPAM lock
-//! and only moves when a zone's records change.
+//! DNS zones for a site: the forward zone of its `domain` (A and AAAA
+//! records) and the reverse zones of its networks. IPv4 reverse zones sit
+//! on octet boundaries: a /16 gets one `b.a.in-addr.arpa` zone, a /20 gets
+//! the /24 zones that hold records, a /26 the /24 that contains it. IPv6
+//! reverse zones sit on nibble boundaries in `ip6.arpa`: a /64 gets one
+//! zone of 16 nibbles. The SOA serial comes from the IPAM lock and only
+//! moves when a zone's records change.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::render::settings::Dns;
-use crate::resolve::net::Ipv4Net;
+use crate::resolve::net::{Family, IpNet};
 use crate::resolve::site::SiteModel;
 use kiln_plan::sha256_hex;
 
@@ -62,7 +64,7 @@ fn zone(name: &str, soa: &Soa, records: &[Record]) -> Zone {
 }
 
 /// The forward zone and every reverse zone of a site.
-pub(super) fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>) -> Vec<Zone> {
+pub(super) fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<IpAddr>) -> Vec<Zone> {
     let domain = site.domain.trim_end_matches('.');
     let ns_host = dns.nameserver.clone();
     let soa = Soa {
@@ -74,7 +76,7 @@ pub(super) fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>
 
     // Names in the forward zone, in the order they claim reverse entries:
     // machines first, then the boot server and the name server.
-    let mut hosts: Vec<(String, Ipv4Addr)> = Vec::new();
+    let mut hosts: Vec<(String, IpAddr)> = Vec::new();
     for m in &site.machines {
         for (i, iface) in m.interfaces.iter().enumerate() {
             let host = if i == 0 {
@@ -82,51 +84,81 @@ pub(super) fn zones(site: &SiteModel, dns: &Dns, nameserver_ip: Option<Ipv4Addr>
             } else {
                 format!("{}-eth{i}", m.name())
             };
-            hosts.push((host, iface.ip));
+            hosts.extend(iface.addresses().map(|ip| (host.clone(), ip)));
         }
     }
     if let Some(ip) = site.boot_server_ip {
         hosts.push(("boot".into(), ip));
     }
     let ns_ip = nameserver_ip
-        .or_else(|| site.networks.first().and_then(|n| n.dns.first().copied()))
+        .or_else(|| {
+            let first = site.networks.first()?;
+            first.subnets().find_map(|s| s.dns.first().copied())
+        })
         .or(site.boot_server_ip);
     if let Some(ip) = ns_ip {
         hosts.push((ns_host, ip));
     }
 
-    let mut forward: Vec<Record> = hosts.iter().map(|(h, ip)| (h.clone(), "A", ip.to_string())).collect();
+    let kind = |ip: &IpAddr| if ip.is_ipv4() { "A" } else { "AAAA" };
+    let mut forward: Vec<Record> = hosts
+        .iter()
+        .map(|(h, ip)| (h.clone(), kind(ip), ip.to_string()))
+        .collect();
     forward.sort();
     forward.dedup();
     let mut zones = vec![zone(domain, &soa, &forward)];
 
-    // Reverse records by zone, in address order.
-    let mut reverse: BTreeMap<(u32, u8), BTreeMap<Ipv4Addr, Record>> = BTreeMap::new();
+    // Reverse records by zone (its labels), in address order.
+    let mut reverse: BTreeMap<(Family, Vec<String>), BTreeMap<IpAddr, Record>> = BTreeMap::new();
     for (host, ip) in &hosts {
-        let Some(net) = site.networks.iter().find(|n| n.net.contains(*ip)) else {
+        let Some(net) = site
+            .networks
+            .iter()
+            .flat_map(|n| n.subnets())
+            .find(|s| s.net.contains(*ip))
+        else {
             continue;
         };
-        let bits = zone_prefix(&net.net);
-        let block = u32::from(*ip) & (u32::MAX << (32 - bits));
-        let octets = ip.octets();
-        let owner: Vec<String> = octets[(bits / 8) as usize..].iter().rev().map(u8::to_string).collect();
+        let (labels, unit) = reverse_labels(*ip);
+        let zone_units = usize::from(zone_prefix(&net.net) / unit);
+        // Labels run from the least significant unit.
+        let owner = labels[..labels.len() - zone_units].join(".");
+        let zone_labels = labels[labels.len() - zone_units..].to_vec();
         reverse
-            .entry((block, bits))
+            .entry((Family::of(*ip), zone_labels))
             .or_default()
             .entry(*ip)
-            .or_insert_with(|| (owner.join("."), "PTR", format!("{host}.{domain}.")));
+            .or_insert_with(|| (owner, "PTR", format!("{host}.{domain}.")));
     }
-    for ((block, bits), records) in reverse {
+    for ((family, labels), records) in reverse {
         let records: Vec<_> = records.into_values().collect();
-        let octets = Ipv4Addr::from(block).octets();
-        let labels: Vec<String> = octets[..(bits / 8) as usize].iter().rev().map(u8::to_string).collect();
-        zones.push(zone(&format!("{}.in-addr.arpa", labels.join(".")), &soa, &records));
+        let suffix = match family {
+            Family::V4 => "in-addr.arpa",
+            Family::V6 => "ip6.arpa",
+        };
+        zones.push(zone(&format!("{}.{suffix}", labels.join(".")), &soa, &records));
     }
     zones
 }
 
-/// Reverse zones sit on the octet boundary at or below the network's
-/// prefix, and are at most a /24.
-fn zone_prefix(net: &Ipv4Net) -> u8 {
-    (net.prefix.div_ceil(8) * 8).clamp(8, 24)
+/// An address's reverse-DNS labels, least significant first (octets for
+/// IPv4, nibbles for IPv6), and the bits each label holds.
+fn reverse_labels(ip: IpAddr) -> (Vec<String>, u8) {
+    match ip {
+        IpAddr::V4(a) => (a.octets().iter().rev().map(u8::to_string).collect(), 8),
+        IpAddr::V6(a) => {
+            let nibbles = a.octets().iter().flat_map(|b| [b >> 4, b & 0xf]).collect::<Vec<u8>>();
+            (nibbles.iter().rev().map(|n| format!("{n:x}")).collect(), 4)
+        }
+    }
+}
+
+/// Reverse zones sit on the label boundary at or below the network's
+/// prefix: an IPv4 zone is at most a /24, an IPv6 zone at most a /124.
+fn zone_prefix(net: &IpNet) -> u8 {
+    match net.family() {
+        Family::V4 => (net.prefix.div_ceil(8) * 8).clamp(8, 24),
+        Family::V6 => (net.prefix.div_ceil(4) * 4).clamp(4, 124),
+    }
 }

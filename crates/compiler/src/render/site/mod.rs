@@ -10,6 +10,7 @@ mod served;
 mod sources;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
@@ -194,7 +195,11 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> Result<BTree
         },
         || dns::zones(site, &dns_settings, nameserver_ip),
     );
-    let mut files: BTreeMap<String, Vec<u8>> = dhcp.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
+    let mut files: BTreeMap<String, Vec<u8>> = dhcp
+        .into_iter()
+        .flatten()
+        .map(|(path, text)| (path, text.into_bytes()))
+        .collect();
     files.insert(layout::MENU.into(), menu(site).into_bytes());
     files.insert(
         layout::TFTP_LIST.into(),
@@ -294,7 +299,7 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
                 .iter()
                 .filter_map(|i| kiln_plan::Mac::parse(&i.mac))
                 .collect(),
-            ip: primary.ip.to_string(),
+            ip: primary.addresses().next().map(|ip| ip.to_string()).unwrap_or_default(),
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
             steps,
@@ -388,15 +393,22 @@ fn machine_context(
         .enumerate()
         .map(|(i, iface)| {
             let net = &site.networks[iface.network];
+            let text = |ip: Option<IpAddr>| ip.map(|ip| ip.to_string());
+            let all = |ips: &[IpAddr]| ips.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+            let (v4, v6) = (net.v4.as_ref(), net.v6.as_ref());
             json!({
                 "name": format!("eth{i}"),
                 "mac": iface.mac,
                 "network": net.name,
-                "ip": iface.ip.to_string(),
-                "prefix": net.net.prefix,
-                "netmask": net.net.netmask().to_string(),
-                "gateway": net.gateway.map(|g| g.to_string()),
-                "dns": net.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                "ip": text(iface.ip),
+                "prefix": v4.map(|s| s.net.prefix),
+                "netmask": text(v4.map(|s| s.net.netmask())),
+                "gateway": text(v4.and_then(|s| s.gateway)),
+                "dns": all(v4.map_or(&[], |s| &s.dns)),
+                "ip6": text(iface.ip6),
+                "prefix6": v6.map(|s| s.net.prefix),
+                "gateway6": text(v6.and_then(|s| s.gateway)),
+                "dns6": all(v6.map_or(&[], |s| &s.dns)),
                 "vlan": net.vlan,
             })
         })
