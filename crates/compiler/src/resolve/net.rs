@@ -35,7 +35,7 @@ impl Family {
         }
     }
 
-    fn from_bits(self, bits: u128) -> IpAddr {
+    fn address(self, bits: u128) -> IpAddr {
         match self {
             Family::V4 => IpAddr::V4(Ipv4Addr::from(bits as u32)),
             Family::V6 => IpAddr::V6(Ipv6Addr::from(bits)),
@@ -71,7 +71,7 @@ impl IpNet {
             .ok_or_else(|| format!("`{text}` has an invalid prefix length (0-{width})"))?;
         let net = IpNet { addr, prefix };
         if bits(addr) & !net.mask() != 0 {
-            let base = net.family().from_bits(bits(addr) & net.mask());
+            let base = net.family().address(bits(addr) & net.mask());
             return Err(format!("`{text}` has host bits set; did you mean {base}/{prefix}?"));
         }
         Ok(net)
@@ -93,14 +93,14 @@ impl IpNet {
     }
 
     pub fn netmask(&self) -> IpAddr {
-        self.family().from_bits(self.mask())
+        self.family().address(self.mask())
     }
 
     /// The last address (an IPv4 network's broadcast address).
     pub fn last(&self) -> IpAddr {
         let width = self.family().width();
         let all = u128::MAX >> (128 - u32::from(width));
-        self.family().from_bits(bits(self.addr) | (all & !self.mask()))
+        self.family().address(bits(self.addr) | (all & !self.mask()))
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -183,7 +183,7 @@ impl IpRange {
     /// Every address, in order (lazily: an IPv6 range may be vast).
     pub fn addresses(&self) -> impl Iterator<Item = IpAddr> {
         let family = Family::of(self.start);
-        (bits(self.start)..=bits(self.end)).map(move |b| family.from_bits(b))
+        (bits(self.start)..=bits(self.end)).map(move |b| family.address(b))
     }
 }
 
