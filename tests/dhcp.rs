@@ -36,9 +36,17 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// A number no other `Net` of this test process has, for its namespaces'
+/// and interfaces' names (tests run in parallel).
+fn unique_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (std::process::id() % 10_000) * 10 + n % 10
+}
+
 impl Net {
     fn new() -> Net {
-        let id = std::process::id() % 100_000;
+        let id = unique_id();
         let net = Net {
             server: format!("kiln-dhcp-s{id}"),
             client: format!("kiln-dhcp-c{id}"),
@@ -78,7 +86,7 @@ impl Net {
     /// to 10.9.0.0/24 through the relay. The relay is dnsmasq relaying
     /// (`--dhcp-relay`), with 10.9.0.1 as the giaddr it forwards with.
     fn routed(dir: &Path) -> Net {
-        let id = std::process::id() % 100_000;
+        let id = unique_id();
         let net = Net {
             server: format!("kiln-rly-s{id}"),
             client: format!("kiln-rly-c{id}"),

@@ -86,9 +86,11 @@ fn a_machine_added_on_a_branch() {
         "-- install/node-04/ks.cfg (added)",
         "-- ipam.lock.yaml (modified)",
         "-- dhcp/dnsmasq.conf (modified)",
-        "+dhcp-host=52:54:00:12:34:04,10.20.1.8,node-04,infinite",
+        "+dhcp-host=52:54:00:12:34:04,10.20.1.8,[fd00:20::1:9],node-04,infinite",
         "-- dns/lab.example.net.zone (modified)",
         "+node-04\tIN\tA\t10.20.1.8",
+        "+node-04\tIN\tAAAA\tfd00:20::1:9",
+        "-- dhcp/kea-dhcp6.json (modified)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }
