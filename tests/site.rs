@@ -613,6 +613,27 @@ fn boot_path_says_what_a_machine_gets_and_agrees_with_the_render() {
             assert!(tftp.contains(&line), "tftp.sha256 lacks {line}");
         }
     }
+    // On the dual-stack prov network, the DHCPv6 answers too: each is an
+    // option 59 URL of all three rendered configs.
+    let kea6 = std::fs::read_to_string(r.join("out/lab/dhcp/kea-dhcp6.json")).unwrap();
+    let isc6 = std::fs::read_to_string(r.join("out/lab/dhcp/dhcpd6.conf")).unwrap();
+    let dhcp6 = path["dhcp6"].as_array().unwrap();
+    assert!(dhcp6.len() >= 2, "{dhcp6:?}");
+    for answer in dhcp6 {
+        let url = answer["loads"].as_str().unwrap();
+        assert!(
+            dnsmasq.contains(&format!("option6:bootfile-url,{url}\n")),
+            "dnsmasq.conf lacks {url}"
+        );
+        assert!(
+            kea6.contains(&format!("\"data\": \"{url}\"")),
+            "kea-dhcp6.json lacks {url}"
+        );
+        assert!(
+            isc6.contains(&format!("option dhcp6.bootfile-url \"{url}\";")),
+            "dhcpd6.conf lacks {url}"
+        );
+    }
     for step in path["steps"].as_array().unwrap() {
         for key in ["bootScript", "installFile"] {
             if let Some(file) = step[key].as_str() {

@@ -27,6 +27,9 @@ pub struct BootPath {
     pub host_name: String,
     /// What the DHCP servers (all of them alike) hand each kind of client.
     pub dhcp: Vec<DhcpAnswer>,
+    /// The same over DHCPv6 (option 59), on a network with an IPv6 side.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dhcp6: Vec<DhcpAnswer>,
     /// What iPXE then asks the executor.
     pub chain: String,
     pub steps: Vec<StepPath>,
@@ -115,6 +118,28 @@ pub fn boot_path(repo: &Repo, model: &Model, options: &Options, mac: &str) -> Re
         server: None,
         sha256: None,
     });
+    let mut dhcp6 = Vec::new();
+    if site.networks[iface.network].v6.is_some() {
+        dhcp6.push(DhcpAnswer {
+            client: "iPXE (user class iPXE)".into(),
+            arches: Vec::new(),
+            via: "http",
+            loads: Some(dhcp::menu_url(site)),
+            server: None,
+            sha256: None,
+        });
+        for rule in dhcp::boot6(site, &served, &settings) {
+            let kind = if rule.http { "HTTP boot" } else { "PXE" };
+            dhcp6.push(DhcpAnswer {
+                client: format!("{} {kind}", rule.firmware.describe()),
+                arches: rule.arches,
+                via: if rule.http { "http" } else { "tftp" },
+                loads: Some(rule.url),
+                server: None,
+                sha256: Some(rule.sha256),
+            });
+        }
+    }
     Ok(BootPath {
         site: site.name().into(),
         machine: machine.name().into(),
@@ -131,6 +156,7 @@ pub fn boot_path(repo: &Repo, model: &Model, options: &Options, mac: &str) -> Re
             i => format!("{}-eth{i}", machine.name()),
         },
         dhcp: answers,
+        dhcp6,
         chain: format!(
             "{}/boot/ipxe?mac={}",
             site.boot_server.trim_end_matches('/'),
@@ -155,23 +181,10 @@ pub fn to_text(p: &BootPath) -> String {
         p.machine, p.site, p.interface, p.mac, p.network, p.ip, p.host_name
     );
     out.push_str("DHCP (dnsmasq, Kea and ISC dhcpd answer alike):\n");
-    let width = p.dhcp.iter().map(|a| a.client.len() + 12).max().unwrap_or(0);
-    for a in &p.dhcp {
-        let arches: Vec<String> = a.arches.iter().map(u16::to_string).collect();
-        let who = match arches.is_empty() {
-            true => a.client.clone(),
-            false => format!("{} (arch {})", a.client, arches.join(", ")),
-        };
-        let what = match (a.via, &a.loads) {
-            ("tftp", Some(path)) => format!(
-                "TFTP {path}{}",
-                a.server.as_ref().map(|s| format!(" from {s}")).unwrap_or_default()
-            ),
-            (_, Some(url)) => url.clone(),
-            _ => "no boot file: the site has no build for it".into(),
-        };
-        let sha = a.sha256.as_ref().map(|s| format!("  sha256 {s}")).unwrap_or_default();
-        out.push_str(&format!("  {who:<width$}  {what}{sha}\n"));
+    answers(&mut out, &p.dhcp);
+    if !p.dhcp6.is_empty() {
+        out.push_str("DHCPv6, option 59 (other architectures get no boot file):\n");
+        answers(&mut out, &p.dhcp6);
     }
     out.push_str(&format!(
         "\niPXE then runs the menu, which asks {}\nand the executor answers with the script of the machine's next step:\n",
@@ -189,4 +202,26 @@ pub fn to_text(p: &BootPath) -> String {
     }
     out.push_str("  once installed (or for an unknown MAC): a script that boots the local disk\n");
     out
+}
+
+/// One line per kind of client: what it is handed.
+fn answers(out: &mut String, answers: &[DhcpAnswer]) {
+    let width = answers.iter().map(|a| a.client.len() + 12).max().unwrap_or(0);
+    for a in answers {
+        let arches: Vec<String> = a.arches.iter().map(u16::to_string).collect();
+        let who = match arches.is_empty() {
+            true => a.client.clone(),
+            false => format!("{} (arch {})", a.client, arches.join(", ")),
+        };
+        let what = match (a.via, &a.loads) {
+            ("tftp", Some(path)) => format!(
+                "TFTP {path}{}",
+                a.server.as_ref().map(|s| format!(" from {s}")).unwrap_or_default()
+            ),
+            (_, Some(url)) => url.clone(),
+            _ => "no boot file: the site has no build for it".into(),
+        };
+        let sha = a.sha256.as_ref().map(|s| format!("  sha256 {s}")).unwrap_or_default();
+        out.push_str(&format!("  {who:<width$}  {what}{sha}\n"));
+    }
 }

@@ -45,37 +45,48 @@ struct Reservation {
 }
 
 /// What a DHCPv6 client of some architectures is handed in option 59.
-struct Boot6 {
+pub(crate) struct Boot6 {
     /// The class (tag) of its clients.
-    tag: String,
-    arches: Vec<u16>,
-    url: String,
+    pub tag: String,
+    pub firmware: ipxe::Firmware,
+    /// UEFI HTTP boot, rather than PXE over TFTP.
+    pub http: bool,
+    pub arches: Vec<u16>,
+    pub url: String,
+    pub sha256: String,
 }
 
 /// The DHCPv6 boot files, by architecture: each build's HTTP boot URL, and
 /// for PXE its path as a `tftp://` URL when the site has an IPv6 TFTP
 /// server (`values.dhcp.tftpServer6`, or the boot server's address).
-fn boot6(site: &SiteModel, boot: &Boot, dhcp: &Dhcp) -> Vec<Boot6> {
+pub(crate) fn boot6(site: &SiteModel, builds: &[Served], dhcp: &Dhcp) -> Vec<Boot6> {
     let tftp6 = [dhcp.tftp_server6.parse::<IpAddr>().ok(), site.boot_server_ip]
         .into_iter()
         .flatten()
         .find(|ip| ip.is_ipv6());
     let mut rules = Vec::new();
-    for served in &boot.builds {
+    for served in builds {
         let f = served.build.firmware;
+        let sha256 = served.build.sha256.clone();
         if let (Some(arch), Some(url)) = (f.http_arch(), &served.http_url) {
             rules.push(Boot6 {
                 tag: format!("{}-http-v6", f.tag()),
+                firmware: f,
+                http: true,
                 arches: vec![arch],
                 url: url.clone(),
+                sha256: sha256.clone(),
             });
         }
         // Legacy BIOS has no DHCPv6 PXE.
         if let (Some(tftp), false) = (tftp6, f.pxe_arches() == [0]) {
             rules.push(Boot6 {
                 tag: format!("{}-v6", f.tag()),
+                firmware: f,
+                http: false,
                 arches: f.pxe_arches().to_vec(),
                 url: format!("tftp://[{tftp}]/{}", served.build.path),
+                sha256,
             });
         }
     }
@@ -260,7 +271,7 @@ fn dnsmasq(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &D
              dhcp-option=tag:ipxe,option6:bootfile-url,{}\n",
             boot.menu_url
         ));
-        for rule in boot6(site, boot, dhcp) {
+        for rule in boot6(site, &boot.builds, dhcp) {
             for arch in &rule.arches {
                 out.push_str(&format!(
                     "dhcp-match=set:{},option6:61,{:02x}:{:02x}\n",
@@ -503,7 +514,7 @@ fn kea6(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp
         "test": "substring(option[15].hex,2,4) == 'iPXE'",
         "option-data": [{"name": "bootfile-url", "data": boot.menu_url}],
     })];
-    for rule in boot6(site, boot, dhcp) {
+    for rule in boot6(site, &boot.builds, dhcp) {
         let arches: Vec<String> = rule
             .arches
             .iter()
@@ -555,7 +566,7 @@ fn isc6(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp
         domain = site.domain,
         menu = boot.menu_url,
     ));
-    for rule in boot6(site, boot, dhcp) {
+    for rule in boot6(site, &boot.builds, dhcp) {
         let tests: Vec<String> = rule
             .arches
             .iter()
