@@ -4,7 +4,8 @@
 //! (architecture 7), loads the site's iPXE build over TFTP, iPXE chains to
 //! the menu, the machine's script, a Debian kernel and a busybox initrd
 //! (`tests/qemu/build-guest.sh`), and the guest reports `postinstall_done`:
-//! the machine ends `installed`.
+//! the machine ends `installed`. The same over IPv6: DHCPv6 hands the
+//! firmware a `tftp://[...]` URL and iPXE the menu's `http://[...]` URL.
 //!
 //! Each VM has two NICs, and the one it boots from is the second the
 //! firmware enumerates (like a server whose storage NIC comes first), so
@@ -37,8 +38,8 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// A network namespace with a bridge (10.0.2.2/24, the tiny site's boot
-/// server) and two taps: `tap0` on the bridge, `tap1` on nothing. The
+/// A network namespace with a bridge (10.0.2.2/24 and fd00:2::2/64, the
+/// tiny site's boot server over IPv4 and IPv6) and two taps: `tap0` on the bridge, `tap1` on nothing. The
 /// processes started in it are killed and it is removed when dropped.
 struct Namespace {
     name: String,
@@ -58,6 +59,7 @@ impl Namespace {
             &["link", "set", "lo", "up"][..],
             &["link", "add", "br0", "type", "bridge"],
             &["addr", "add", "10.0.2.2/24", "dev", "br0"],
+            &["addr", "add", "fd00:2::2/64", "dev", "br0", "nodad"],
             &["link", "set", "br0", "up"],
             &["tuntap", "add", "tap0", "mode", "tap"],
             &["link", "set", "tap0", "master", "br0"],
@@ -112,11 +114,25 @@ impl Drop for Namespace {
 /// `spec.ipxe` block, or none for the default builds), iPXE builds from
 /// Debian's `ipxe` package under the artifacts and the TFTP root, rendered.
 fn site(ipxe: &str) -> (tempfile::TempDir, PathBuf) {
+    site_with(ipxe, |site| site)
+}
+
+/// The tiny site made IPv6-only: its executor at fd00:2::2.
+fn site6() -> (tempfile::TempDir, PathBuf) {
+    site_with("", |site| {
+        let (head, _) = site.split_once("  bootServer:").unwrap();
+        format!(
+            "{head}  bootServer: http://[fd00:2::2]:8080\n  networks:\n    - {{name: net, ipv6: {{cidr: \"fd00:2::/64\", dns: [\"fd00:2::3\"], pool: {{start: \"fd00:2::100\", end: \"fd00:2::200\"}}, dhcpRange: {{start: \"fd00:2::1000\", end: \"fd00:2::1fff\"}}}}}}\n"
+        )
+    })
+}
+
+fn site_with(ipxe: &str, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf) {
     let (kernel, initrd) = qemu_guest();
     let repo = tiny_site(&kernel, &initrd);
     let r = repo.path();
     let tftp = r.join("tftp");
-    let site = std::fs::read_to_string(r.join("sites/t/site.yaml")).unwrap();
+    let site = edit(std::fs::read_to_string(r.join("sites/t/site.yaml")).unwrap());
     write(
         r,
         "sites/t/site.yaml",
@@ -151,6 +167,10 @@ enum Via {
     /// UEFI HTTP boot: OVMF's PXE turned off, so its HTTPv4 boot option
     /// comes first.
     Http,
+    /// UEFI PXE over IPv6: OVMF's IPv4 PXE turned off, so its PXEv6 boot
+    /// option comes first; dnsmasq also plays the network's router
+    /// (`--enable-ra`), whose advertisements iPXE waits for.
+    Pxe6,
 }
 
 /// Starts dnsmasq (the rendered config) and kiln serve in a namespace and
@@ -158,18 +178,19 @@ enum Via {
 fn boot(tag: &str, r: &Path, via: Via) -> Boot {
     let mut ns = Namespace::new(tag);
     let conf = r.join("out/t/dhcp/dnsmasq.conf");
-    ns.spawn(
-        "dnsmasq",
-        &[
-            &format!("--conf-file={}", conf.display()),
-            "--interface=br0",
-            "--bind-interfaces",
-            "--no-daemon",
-            &format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
-            &format!("--pid-file={}", r.join("dnsmasq.pid").display()),
-        ],
-        &r.join("dnsmasq.log"),
-    );
+    let mut dnsmasq = vec![
+        format!("--conf-file={}", conf.display()),
+        "--interface=br0".into(),
+        "--bind-interfaces".into(),
+        "--no-daemon".into(),
+        format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
+        format!("--pid-file={}", r.join("dnsmasq.pid").display()),
+    ];
+    if via == Via::Pxe6 {
+        dnsmasq.push("--enable-ra".into());
+    }
+    let dnsmasq: Vec<&str> = dnsmasq.iter().map(String::as_str).collect();
+    ns.spawn("dnsmasq", &dnsmasq, &r.join("dnsmasq.log"));
     let p = |rel: &str| r.join(rel).display().to_string();
     let kiln_bin = env!("CARGO_BIN_EXE_kiln");
     ns.spawn(
@@ -190,7 +211,11 @@ fn boot(tag: &str, r: &Path, via: Via) -> Boot {
             "--listen",
             "127.0.0.1:8081",
             "--boot-listen",
-            "10.0.2.2:8080",
+            if via == Via::Pxe6 {
+                "[fd00:2::2]:8080"
+            } else {
+                "10.0.2.2:8080"
+            },
         ],
         &r.join("serve.log"),
     );
@@ -241,6 +266,7 @@ fn boot(tag: &str, r: &Path, via: Via) -> Boot {
         ])
         .args(match via {
             Via::Pxe => &[][..],
+            Via::Pxe6 => &["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"],
             Via::Http => &[
                 "-fw_cfg",
                 "name=opt/org.tianocore/IPv4PXESupport,string=n",
@@ -381,4 +407,30 @@ fn uefi_http_boot_installs_a_machine() {
     );
     assert!(!b.dnsmasq.contains("/tftp/"), "nothing went over TFTP:\n{}", b.dnsmasq);
     eprintln!("UEFI HTTP boot install: {:.1} s", b.took.as_secs_f64());
+}
+
+/// UEFI PXE over IPv6 on an IPv6-only site: the firmware asks DHCPv6 as x64
+/// UEFI (option 61 = 7) and gets `tftp://[fd00:2::2]/ipxe/snponly.efi` in
+/// option 59, iPXE asks again with its user class and gets the menu URL
+/// `http://[fd00:2::2]:8080/menu.ipxe`, and the rest goes over IPv6 to the
+/// executor listening on `[fd00:2::2]:8080`: the machine ends `installed`.
+#[test]
+fn uefi_pxe_over_ipv6_installs_a_machine() {
+    let (repo, _tftp) = site6();
+    let b = boot("uefi-v6", repo.path(), Via::Pxe6);
+    assert_installed(&b);
+    for offered in [
+        "bootfile-url  tftp://[fd00:2::2]/ipxe/snponly.efi",
+        "bootfile-url  http://[fd00:2::2]:8080/menu.ipxe",
+        "fd00:2::100",
+    ] {
+        assert!(
+            b.dnsmasq.contains(offered),
+            "dnsmasq did not offer {offered}:\n{}",
+            b.dnsmasq
+        );
+    }
+    assert!(b.dnsmasq.contains("/tftp/ipxe/snponly.efi"), "{}", b.dnsmasq);
+    assert!(b.console.contains("ipv6 ok on"), "{}", b.console);
+    eprintln!("UEFI PXE over IPv6 install boot: {:.1} s", b.took.as_secs_f64());
 }

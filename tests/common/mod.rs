@@ -149,7 +149,7 @@ pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
             r,
             &format!("blueprints/{bp}/templates/boot.ipxe.j2"),
             // `--name` and `initrd=`: a UEFI kernel's EFI stub finds its initrd by name.
-            "#!ipxe\n# {{ blueprint.name }} of {{ machine.name }}\nkernel --name vmlinuz {{ blueprint.artifacts.kernel.url }} initrd=initrd.img console=ttyS0 kiln.install={{ install_url }}\ninitrd --name initrd.img {{ blueprint.artifacts.initrd.url }}\nboot\n",
+            "#!ipxe\n# {{ blueprint.name }} of {{ machine.name }}\n{% set nic = machine.interfaces[0] %}kernel --name vmlinuz {{ blueprint.artifacts.kernel.url }} initrd=initrd.img console=ttyS0 kiln.install={{ install_url }}{% if not nic.ip %} kiln.ip6={{ nic.ip6 }}/{{ nic.prefix6 }} kiln.mac={{ nic.mac }}{% endif %}\ninitrd --name initrd.img {{ blueprint.artifacts.initrd.url }}\nboot\n",
         );
     }
     write(

@@ -241,21 +241,38 @@ while [ ! -e /sys/class/net/eth0 ]; do
 done
 ip link set lo up
 sleep 0.5
-# The machine may have several NICs, and the one it booted from need not be
-# eth0 (a storage NIC may come first): the first that gets a lease wins.
-nic=
-for dev in /sys/class/net/eth*; do
-    dev=${dev##*/}
-    ip link set "$dev" up
-    if udhcpc -i "$dev" -q -n -t 4 -T 1; then nic=$dev; break; fi
-done
-[ -n "$nic" ] || fail "dhcp on every NIC"
-say "dhcp ok on $nic $(ip -4 -o addr show dev "$nic" | awk '{print $4}'), uptime $(cut -d' ' -f1 /proc/uptime)s"
-
-url=
+url= ip6= mac=
 for a in $(cat /proc/cmdline); do
-    case "$a" in kiln.install=*) url=${a#kiln.install=} ;; esac
+    case "$a" in
+        kiln.install=*) url=${a#kiln.install=} ;;
+        kiln.ip6=*) ip6=${a#kiln.ip6=} ;;
+        kiln.mac=*) mac=${a#kiln.mac=} ;;
+    esac
 done
+nic=
+if [ -n "$ip6" ]; then
+    # An IPv6 network: the address kiln allocated, on the NIC with the
+    # machine's MAC (as an installer's static ip= would).
+    for dev in /sys/class/net/eth*; do
+        [ "$(cat "$dev/address")" = "$mac" ] && nic=${dev##*/}
+    done
+    [ -n "$nic" ] || fail "no NIC with MAC $mac"
+    echo 0 > "/proc/sys/net/ipv6/conf/$nic/accept_dad"
+    ip link set "$nic" up
+    ip -6 addr add "$ip6" dev "$nic" || fail "ip -6 addr add $ip6"
+    sleep 1
+    say "ipv6 ok on $nic $ip6, uptime $(cut -d' ' -f1 /proc/uptime)s"
+else
+    # The machine may have several NICs, and the one it booted from need not
+    # be eth0 (a storage NIC may come first): the first that gets a lease wins.
+    for dev in /sys/class/net/eth*; do
+        dev=${dev##*/}
+        ip link set "$dev" up
+        if udhcpc -i "$dev" -q -n -t 4 -T 1; then nic=$dev; break; fi
+    done
+    [ -n "$nic" ] || fail "dhcp on every NIC"
+    say "dhcp ok on $nic $(ip -4 -o addr show dev "$nic" | awk '{print $4}'), uptime $(cut -d' ' -f1 /proc/uptime)s"
+fi
 [ -n "$url" ] || fail "no kiln.install=URL on the kernel command line"
 
 # busybox-static's wget -T segfaults: bound it with timeout instead.
