@@ -27,6 +27,47 @@ struct Net {
     relay_process: Option<Child>,
 }
 
+/// The addresses of a routed topology, by family.
+#[derive(Clone, Copy)]
+enum Routed {
+    V4,
+    V6,
+}
+
+impl Routed {
+    /// The server's address, the relay's towards it and on the far network,
+    /// the far network, and the server's next hop to it.
+    fn addresses(self) -> [&'static str; 5] {
+        match self {
+            Routed::V4 => [
+                "198.18.1.2/24",
+                "198.18.1.1/24",
+                "10.9.0.1/24",
+                "10.9.0.0/24",
+                "198.18.1.1",
+            ],
+            Routed::V6 => [
+                "fd00:18:1::2/64",
+                "fd00:18:1::1/64",
+                "fd00:9::1/64",
+                "fd00:9::/64",
+                "fd00:18:1::1",
+            ],
+        }
+    }
+}
+
+/// Duplicate address detection off for `dev` in `ns`, so its IPv6
+/// addresses (link-local included) are usable at once.
+fn no_dad(ns: &str, dev: &str) {
+    let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", &key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
     assert!(
@@ -84,8 +125,10 @@ impl Net {
     /// it but the relay), a relay's namespace with 10.9.0.1 and
     /// 198.18.1.1, and the server's namespace with 198.18.1.2 and a route
     /// to 10.9.0.0/24 through the relay. The relay is dnsmasq relaying
-    /// (`--dhcp-relay`), with 10.9.0.1 as the giaddr it forwards with.
-    fn routed(dir: &Path) -> Net {
+    /// (`--dhcp-relay`), with 10.9.0.1 as the giaddr it forwards with. The
+    /// same over IPv6 with `Routed::V6`: fd00:9::/64 behind fd00:9::1, the
+    /// server at fd00:18:1::2.
+    fn routed(dir: &Path, addresses: Routed) -> Net {
         let id = unique_id();
         let net = Net {
             server: format!("kiln-rly-s{id}"),
@@ -110,12 +153,15 @@ impl Net {
             (&net.client_if, &net.client),
         ] {
             ip(&["link", "set", dev, "netns", ns]);
+            no_dad(ns, dev);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
-        ip(&["-n", &net.server, "addr", "add", "198.18.1.2/24", "dev", &net.server_if]);
-        ip(&["-n", &net.server, "route", "add", "10.9.0.0/24", "via", "198.18.1.1"]);
-        ip(&["-n", &relay, "addr", "add", "198.18.1.1/24", "dev", &up]);
-        ip(&["-n", &relay, "addr", "add", "10.9.0.1/24", "dev", &down]);
+        let [server, relay_up, relay_down, far, via] = addresses.addresses();
+        ip(&["-n", &net.server, "addr", "add", server, "dev", &net.server_if, "nodad"]);
+        ip(&["-n", &net.server, "route", "add", far, "via", via]);
+        ip(&["-n", &relay, "addr", "add", relay_up, "dev", &up, "nodad"]);
+        ip(&["-n", &relay, "addr", "add", relay_down, "dev", &down, "nodad"]);
+        let bare = |a: &str| a.split('/').next().unwrap().to_string();
         let log = dir.join("relay.log");
         let mut net = net;
         let relay_process = Command::new("ip")
@@ -128,7 +174,7 @@ impl Net {
                 "--port=0",
                 "--log-dhcp",
             ])
-            .arg("--dhcp-relay=10.9.0.1,198.18.1.2")
+            .arg(format!("--dhcp-relay={},{}", bare(relay_down), bare(server)))
             .arg(format!("--pid-file={}", dir.join("relay.pid").display()))
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
@@ -169,14 +215,8 @@ impl Net {
     /// Gives the server side fd00:18::2/64 too, with duplicate address
     /// detection off on both sides so addresses are usable at once.
     fn with_ipv6(self) -> Net {
-        for (ns, dev) in [(&self.server, &self.server_if), (&self.client, &self.client_if)] {
-            let key = format!("net.ipv6.conf.{dev}.accept_dad=0");
-            let out = Command::new("ip")
-                .args(["netns", "exec", ns, "sysctl", "-qw", &key])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
+        no_dad(&self.server, &self.server_if);
+        no_dad(&self.client, &self.client_if);
         ip(&[
             "-n",
             &self.server,
@@ -525,7 +565,7 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
     std::fs::create_dir_all(&kea_dir).unwrap();
     std::fs::write(r.join("dhcpd.leases"), "").unwrap();
     let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
-    let net = Net::routed(r);
+    let net = Net::routed(r, Routed::V4);
     for (name, command) in servers(r, "r", &net) {
         let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let env = if name == "kea" { kea_env } else { &[] };
@@ -563,34 +603,92 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
 #[test]
 fn every_dhcp_server_serves_ipv6() {
     let repo = tempfile::tempdir().unwrap();
-    let r = repo.path();
     let net = Net::new().with_ipv6();
+    let networks = format!(
+        "    - name: net\n      ipv6: {{cidr: \"fd00:18::/64\", interface: {}, dns: [\"fd00:18::2\"], pool: {{start: \"fd00:18::10\", end: \"fd00:18::50\"}}, dhcpRange: {{start: \"fd00:18::100\", end: \"fd00:18::150\"}}}}\n",
+        net.server_if
+    );
+    let boot = "fd00:18::2";
+    let (r, expect) = (repo.path(), ipv6_site(repo.path(), boot, &networks));
+    serve_ipv6(r, &net, ("fd00:18::10", "fd00:18::100", "fd00:18::150"), &expect);
+}
+
+/// An IPv6 network behind a DHCPv6 relay (dnsmasq relaying from fd00:9::1
+/// to fd00:18:1::2): each server picks the subnet by the relay's
+/// link-address, and the far client gets its reserved address and boot
+/// URLs through the relay. Kea receives relayed requests only on a unicast
+/// address it is told to listen on: kiln renders `iface/fd00:18:1::2`.
+#[test]
+fn every_dhcp_server_serves_an_ipv6_network_behind_a_relay() {
+    let repo = tempfile::tempdir().unwrap();
+    let net = Net::routed(repo.path(), Routed::V6);
+    let networks = format!(
+        "    - {{name: local, ipv6: {{cidr: \"fd00:18:1::/64\", interface: {}}}}}\n    - name: far\n      ipv6: {{cidr: \"fd00:9::/64\", relay: {{address: \"fd00:9::1\"}}, dns: [\"fd00:18:1::2\"], pool: {{start: \"fd00:9::10\", end: \"fd00:9::50\"}}, dhcpRange: {{start: \"fd00:9::100\", end: \"fd00:9::150\"}}}}\n",
+        net.server_if
+    );
+    let (r, expect) = (repo.path(), ipv6_site(repo.path(), "fd00:18:1::2", &networks));
+    let kea = std::fs::read_to_string(r.join("out/six/dhcp/kea-dhcp6.json")).unwrap();
+    assert!(kea.contains(&format!("\"{}/fd00:18:1::2\"", net.server_if)), "{kea}");
+    serve_ipv6(r, &net, ("fd00:9::10", "fd00:9::100", "fd00:9::150"), &expect);
+}
+
+/// Renders an IPv6 site `six` with these networks, its executor at `boot`,
+/// and one machine on the last network: the URLs each kind of client is to
+/// get (a dhclient.conf line and the option 59 URL).
+fn ipv6_site(r: &Path, boot: &str, networks: &str) -> Vec<(&'static str, Option<String>)> {
     write(
         r,
         "sites/six/site.yaml",
         &format!(
-            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: six}}\nspec:\n  domain: six.example.net\n  bootServer: http://[fd00:18::2]:8080\n  networks:\n    - name: net\n      ipv6: {{cidr: \"fd00:18::/64\", interface: {iface}, dns: [\"fd00:18::2\"], pool: {{start: \"fd00:18::10\", end: \"fd00:18::50\"}}, dhcpRange: {{start: \"fd00:18::100\", end: \"fd00:18::150\"}}}}\n  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile6: {}, keaDataDirectory: {}}}\n",
+            "apiVersion: kiln/v1alpha1\nkind: Site\nmetadata: {{name: six}}\nspec:\n  domain: six.example.net\n  bootServer: http://[{boot}]:8080\n  networks:\n{networks}  dhcp: {{servers: [dnsmasq, kea, isc]}}\n  installSources: [\"http://mirror.example.net/\"]\n  values:\n    dhcp: {{tftpRoot: {}, keaLeaseFile6: {}, keaDataDirectory: {}}}\n",
             r.join("tftp").display(),
             r.join("kea/kea-leases6.csv").display(),
             r.join("kea").display(),
-            iface = net.server_if,
         ),
     );
+    let last = networks
+        .rsplit("name: ")
+        .next()
+        .unwrap()
+        .split([',', '\n'])
+        .next()
+        .unwrap();
     write(
         r,
         "sites/six/machines/m.yaml",
-        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: known}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:00:06:01\", network: net}]\n",
+        &format!("apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {{name: known}}\nspec:\n  blueprint: rhel9\n  interfaces: [{{mac: \"{KNOWN6}\", network: {last}}}]\n"),
     );
     copy_tree(&repo_root().join("blueprints"), &r.join("blueprints"), false);
     let run = kiln(r, &["render"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let lock = std::fs::read_to_string(r.join("out/six/ipam.lock.yaml")).unwrap();
-    assert!(lock.contains("ip: fd00:18::10\n"), "{lock}");
     std::fs::create_dir_all(r.join("tftp")).unwrap();
-    let kea_dir = r.join("kea");
-    std::fs::create_dir_all(&kea_dir).unwrap();
+    std::fs::create_dir_all(r.join("kea")).unwrap();
+    vec![
+        (IPXE6, Some(format!("http://[{boot}]:8080/menu.ipxe"))),
+        (
+            "send dhcp6.kiln-arch 16;",
+            Some(format!("http://[{boot}]:8080/artifacts/ipxe/snponly.efi")),
+        ),
+        (
+            "send dhcp6.kiln-arch 7;",
+            Some(format!("tftp://[{boot}]/ipxe/snponly.efi")),
+        ),
+        ("send dhcp6.kiln-arch 11;", None),
+    ]
+}
+
+const KNOWN6: &str = "52:54:00:00:06:01";
+const IPXE6: &str = "send dhcp6.kiln-user-class 00:04:69:50:58:45;";
+
+/// Runs each server with the rendered `six` site's IPv6 config: the known
+/// machine gets `reserved` and each expected URL, an unknown one a lease
+/// from `range`.
+fn serve_ipv6(r: &Path, net: &Net, (reserved, first, last): (&str, &str, &str), expect: &[(&str, Option<String>)]) {
     std::fs::write(r.join("dhcpd6.leases"), "").unwrap();
+    let kea_dir = r.join("kea");
     let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
+    let lock = std::fs::read_to_string(r.join("out/six/ipam.lock.yaml")).unwrap();
+    assert!(lock.contains(&format!("ip: {reserved}\n")), "{lock}");
     let dhcp = r.join("out/six/dhcp");
     let arg = |p: &Path| p.display().to_string();
     let servers: [(&str, Vec<String>); 3] = [
@@ -623,37 +721,22 @@ fn every_dhcp_server_serves_ipv6() {
             ],
         ),
     ];
-    const IPXE6: &str = "send dhcp6.kiln-user-class 00:04:69:50:58:45;";
+    let range: std::ops::RangeInclusive<std::net::Ipv6Addr> = first.parse().unwrap()..=last.parse().unwrap();
     for (name, command) in servers {
         let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let env = if name == "kea" { kea_env } else { &[] };
         let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
-        let expect = [
-            (IPXE6, Some("http://[fd00:18::2]:8080/menu.ipxe")),
-            (
-                "send dhcp6.kiln-arch 16;",
-                Some("http://[fd00:18::2]:8080/artifacts/ipxe/snponly.efi"),
-            ),
-            ("send dhcp6.kiln-arch 7;", Some("tftp://[fd00:18::2]/ipxe/snponly.efi")),
-            ("send dhcp6.kiln-arch 11;", None),
-        ];
         for (send, url) in expect {
-            let lease = net.ask6(r, name, "52:54:00:00:06:01", send);
+            let lease = net.ask6(r, name, KNOWN6, send);
             assert_eq!(
                 lease.get("ip6").map(String::as_str),
-                Some("fd00:18::10"),
+                Some(reserved),
                 "{name} {send}: the address the lock holds: {lease:?}"
             );
-            assert_eq!(
-                lease.get("bootfile_url").map(String::as_str),
-                url,
-                "{name} {send}: {lease:?}"
-            );
+            assert_eq!(lease.get("bootfile_url"), url.as_ref(), "{name} {send}: {lease:?}");
         }
         let lease = net.ask6(r, name, "52:54:00:99:06:99", IPXE6);
         let dynamic = lease.get("ip6").and_then(|a| a.parse::<std::net::Ipv6Addr>().ok());
-        let range: std::ops::RangeInclusive<std::net::Ipv6Addr> =
-            "fd00:18::100".parse().unwrap()..="fd00:18::150".parse().unwrap();
         assert!(
             dynamic.is_some_and(|a| range.contains(&a)),
             "{name}: an unknown MAC leases from dhcpRange: {lease:?}"

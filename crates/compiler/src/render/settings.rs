@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 pub struct Dhcp {
     pub lease_time: u64,
     pub interfaces: Vec<String>,
+    /// kea-dhcp6's interfaces. Empty: those the IPv6 networks name.
+    pub interfaces6: Vec<String>,
     /// Kea's memfile lease file (Kea does not create its directory).
     pub kea_lease_file: String,
     /// Kea's DHCPv6 lease file, for sites with IPv6 networks.

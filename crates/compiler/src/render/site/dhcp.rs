@@ -528,7 +528,7 @@ fn kea6(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp
     }
     let mut config = json!({
         "Dhcp6": {
-            "interfaces-config": {"interfaces": dhcp.interfaces},
+            "interfaces-config": {"interfaces": kea6_interfaces(site, dhcp)},
             "lease-database": {"type": "memfile", "persist": true, "name": dhcp.kea_lease_file6, "lfc-interval": 3600},
             "preferred-lifetime": boot.lease_time,
             "valid-lifetime": boot.lease_time,
@@ -548,6 +548,36 @@ fn kea6(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp
     let mut text = serde_json::to_string_pretty(&config).expect("configs serialize");
     text.push('\n');
     text
+}
+
+/// Where kea-dhcp6 listens: `values.dhcp.interfaces6`, or the interface of
+/// every directly attached IPv6 network. Relays forward to a unicast
+/// address, which Kea only receives on when told (`iface/address`): the
+/// boot server's IPv6 address, on the network that holds it.
+fn kea6_interfaces(site: &SiteModel, dhcp: &Dhcp) -> Vec<String> {
+    if !dhcp.interfaces6.is_empty() {
+        return dhcp.interfaces6.clone();
+    }
+    let relayed = subnets(site, Family::V6).any(|(_, _, n)| n.relay.is_some());
+    let mut interfaces: Vec<String> = Vec::new();
+    for (_, _, n) in subnets(site, Family::V6) {
+        let Some(interface) = &n.interface else {
+            continue;
+        };
+        let unicast = site.boot_server_ip.filter(|ip| relayed && n.net.contains(*ip));
+        let entry = match unicast {
+            Some(ip) => format!("{interface}/{ip}"),
+            None => interface.clone(),
+        };
+        if !interfaces.contains(&entry) {
+            interfaces.push(entry);
+        }
+    }
+    if interfaces.is_empty() {
+        dhcp.interfaces.clone()
+    } else {
+        interfaces
+    }
 }
 
 fn isc6(site: &SiteModel, boot: &Boot, reservations: &[Reservation], dhcp: &Dhcp) -> String {
