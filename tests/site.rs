@@ -458,6 +458,27 @@ fn ipv6_mistakes() {
     );
 }
 
+/// An IPv6 pool runs out as an IPv4 one does, at the pool, with counts.
+#[test]
+fn ipv6_pool_exhausted() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "end: \"fd00:20::1:ffff\"",
+            "end: \"fd00:20::1:8\"",
+        );
+        write(r, NEW, &machine("node-99", "52:54:00:99:00:21"));
+    });
+    assert!(
+        err.contains("sites/lab/site.yaml:26:15:")
+            && err.contains(
+                "pool fd00:20::1:1-fd00:20::1:8 of network `prov` is exhausted: 1 new addresses wanted, 0 free"
+            ),
+        "{err}"
+    );
+}
+
 /// A fixed IPv6 address is kept, and the pool skips it.
 #[test]
 fn a_fixed_ipv6_address_is_kept() {
