@@ -414,3 +414,121 @@ fn ci_docs_hold_valid_yaml_and_real_kiln_commands() {
     }
     assert!(commands >= 6, "only {commands} kiln commands found");
 }
+
+/// The paths whose bytes differ between two rendered trees (`plan.json`
+/// aside: the diff compares it as data), as `<output>/<path>`.
+fn differing(a: &Path, b: &Path) -> std::collections::BTreeSet<String> {
+    let (ta, tb) = (tree(a), tree(b));
+    ta.keys()
+        .chain(tb.keys())
+        .filter(|p| !p.ends_with("/plan.json") && ta.get(*p) != tb.get(*p))
+        .cloned()
+        .collect()
+}
+
+/// The files `kiln diff --format json` reports, as `<output>/<path>`.
+fn reported(dir: &Path, extra: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut args = vec!["diff", "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = kiln(dir, &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut found = std::collections::BTreeSet::new();
+    for output in doc["outputs"].as_array().unwrap() {
+        for file in output["files"].as_array().unwrap() {
+            let path = file["path"].as_str().unwrap();
+            if path != "plan.json" {
+                found.insert(format!("{}/{path}", output["name"].as_str().unwrap()));
+            }
+        }
+    }
+    found
+}
+
+/// `kiln diff` renders only the outputs whose inputs changed and takes the
+/// base from the committed `out/` when its plan vouches for it: so for
+/// every kind of input a change can touch, what it reports must be exactly
+/// what two full renders differ by.
+#[test]
+fn the_diff_is_what_two_full_renders_differ_by() {
+    let repo = repository();
+    let r = repo.path();
+    assert_eq!(kiln(r, &["render", "--check"]).code, 0, "the committed out/ is fresh");
+    let cases = [
+        ("sites/lab/machines/rack1.yaml", "ip: 10.20.1.10}", "ip: 10.20.1.11}"),
+        (
+            "blueprints/rhel9/templates/ks.cfg.j2",
+            "--service=ssh",
+            "--service=ssh,http",
+        ),
+        (
+            "sites/lab/site.yaml",
+            "shareUser: kiln-install",
+            "shareUser: kiln-setup",
+        ),
+        ("sites/us/clusters/web-azure.yaml", "replicas: 3", "replicas: 5"),
+        (
+            "clusters/aws/awscluster.yaml.j2",
+            "sshKeyName: \"\"",
+            "sshKeyName: \"ops\"",
+        ),
+        ("recipes/base/recipe.yaml", "kubeletMounts: [/var/lib/longhorn]", "kubeletMounts: [/var/lib/longhorn, /var/lib/extra]"),
+        ("out/lab/ipam.lock.yaml", "ip: \"10.20.1.1\"", "ip: \"10.20.1.99\""),
+    ];
+    let fresh = tempfile::tempdir().unwrap();
+    for (file, from, to) in cases {
+        git(r, &["checkout", "-q", "--", "."]);
+        edit(r, file, from, to);
+        // A full render of the working tree, from the same IPAM lock.
+        let head = fresh.path().join(file.replace('/', "_"));
+        copy_tree(&r.join("out"), &head, false);
+        let run = kiln(r, &["render", "--out", head.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let expected = differing(&r.join("out"), &head);
+        assert!(!expected.is_empty(), "{file}: the case changes nothing");
+        assert_eq!(reported(r, &[]), expected, "{file}");
+    }
+}
+
+/// The base taken from the committed `out/` and the base rendered from the
+/// committed inputs give the same diff; a committed output whose plan does
+/// not vouch for it (another inputs digest, a file edited by hand) is
+/// rendered instead, never trusted.
+#[test]
+fn a_committed_base_is_used_only_when_its_plan_vouches_for_it() {
+    let repo = repository();
+    let r = repo.path();
+    edit(r, "sites/lab/machines/rack1.yaml", "ip: 10.20.1.10}", "ip: 10.20.1.11}");
+    let renders_base = |r: &Path| {
+        let run = kiln(r, &["diff", "--format", "unified", "--progress", "json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let rendered = run
+            .stderr
+            .lines()
+            .any(|l| l.contains("\"step\":\"render\"") && l.contains("\"output\":\"HEAD\""));
+        (run.stdout, rendered)
+    };
+    let (trusted, rendered) = renders_base(r);
+    assert!(!rendered, "the committed out/lab/ served as the base");
+    assert!(trusted.contains("10.20.1.11"), "{trusted}");
+    let stash = |r: &Path| git(r, &["stash", "-q"]);
+    for (file, from, to) in [
+        ("out/lab/plan.json", "\"inputsDigest\": \"", "\"inputsDigest\": \"0"),
+        (
+            "out/lab/install/node-01/ks.cfg",
+            "firewall",
+            "# edited by hand\nfirewall",
+        ),
+    ] {
+        stash(r);
+        edit(r, file, from, to);
+        commit(r, &format!("a committed output that does not match its inputs: {file}"));
+        git(r, &["stash", "pop", "-q"]);
+        let (diff, rendered) = renders_base(r);
+        assert!(rendered, "{file}: the base was rendered, not read");
+        assert_eq!(diff, trusted, "{file}");
+        git(r, &["stash", "-q"]);
+        git(r, &["reset", "-q", "--hard", "HEAD~1"]);
+        git(r, &["stash", "pop", "-q"]);
+    }
+}

@@ -1,15 +1,19 @@
 //! `kiln diff`: what a change does to the rendered output, between git
 //! revisions (or a revision and the working tree).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use super::failure::{exit, Failure};
-use super::session::{Session, ValueArgs};
+use super::session::Session;
 use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::diff::Format;
 use kiln_compiler::emit::Output;
+use kiln_compiler::load::Repo;
 use kiln_compiler::progress::step;
-use kiln_compiler::render::Options;
+use kiln_compiler::render::{input_keys, Context};
+use kiln_compiler::resolve::Model;
+use kiln_plan::{sha256_hex, Plan, PLAN_FILE};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
@@ -45,25 +49,123 @@ impl From<DiffFormat> for Format {
     }
 }
 
-/// Renders `rev` of the repository in memory.
-fn render_revision(session: &Session, rev: &str) -> Result<Vec<Output>, Failure> {
-    let source =
-        kiln_compiler::diff::git::read_revision(&session.repo, rev).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let (repo, diags) = kiln_compiler::load::load_from(&source);
-    let options = Options {
-        limits: session.limits,
-        ..Options::default()
-    };
-    kiln_compiler::compile_repo(&repo, diags, &options, session.progress).map_err(|d| {
-        let labelled =
-            d.0.into_iter()
-                .map(|mut x| {
-                    x.message = format!("{} (in {rev})", x.message);
-                    x
-                })
-                .collect();
-        Failure::InputIn(Diagnostics(labelled), repo.files.clone())
+/// One side of the comparison: a revision (or the working tree), loaded.
+struct Side {
+    label: String,
+    /// The revision, `None` for the working tree.
+    rev: Option<String>,
+    repo: Repo,
+}
+
+impl Side {
+    /// The side and the problems its load found.
+    fn load(session: &Session, rev: Option<&str>) -> Result<(Side, Diagnostics), Failure> {
+        let label = rev.unwrap_or("working tree").to_string();
+        step(session.progress, "load", Some(&label), || {
+            let (repo, diags) = match rev {
+                Some(rev) => {
+                    let source = kiln_compiler::diff::git::read_revision(&session.repo, rev)
+                        .map_err(|e| Failure::Runtime(e.to_string()))?;
+                    kiln_compiler::load::load_from(&source)
+                }
+                None => kiln_compiler::load::load(&session.repo, &session.out_dir),
+            };
+            let side = Side {
+                label: label.clone(),
+                rev: rev.map(str::to_string),
+                repo,
+            };
+            Ok((side, diags))
+        })
+    }
+
+    /// Its model; `diags` are the problems its load found.
+    fn resolve(&self, session: &Session, mut diags: Diagnostics) -> Result<Model<'_>, Failure> {
+        step(session.progress, "resolve", Some(&self.label), || {
+            let (model, found) = kiln_compiler::resolve::resolve(&self.repo);
+            diags.extend(found);
+            std::mem::take(&mut diags).finish(model).map_err(|d| self.failure(d))
+        })
+    }
+
+    fn context(&self, session: &Session) -> Result<Context<'_>, Failure> {
+        Context::new(&self.repo, &[], session.limits).map_err(|d| self.failure(d))
+    }
+
+    /// A failure of this side, its messages naming the revision.
+    fn failure(&self, d: Diagnostics) -> Failure {
+        match &self.rev {
+            None => Failure::Input(d),
+            Some(rev) => {
+                let labelled =
+                    d.0.into_iter()
+                        .map(|mut x| {
+                            x.message = format!("{} (in {rev})", x.message);
+                            x
+                        })
+                        .collect();
+                Failure::InputIn(Diagnostics(labelled), self.repo.files.clone())
+            }
+        }
+    }
+}
+
+/// An output of the base revision as committed under `out/<name>/`, when
+/// its plan says it was rendered from exactly the base's inputs by this
+/// version of kiln (its inputs digest is `digest`). Files the head renders
+/// identically (same SHA-256 in both plans) are taken from `head`; the rest
+/// are read from git and checked against the committed plan. `None` means
+/// render the base instead.
+fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Output) -> Option<Output> {
+    let dir = format!("out/{name}/");
+    let plan_path = format!("{dir}{PLAN_FILE}");
+    let read = |paths: &[String]| kiln_compiler::diff::git::read_paths(&session.repo, rev, paths).ok();
+    let plan_bytes = read(std::slice::from_ref(&plan_path))?.remove(&plan_path)??;
+    let plan: Plan = serde_json::from_slice(&plan_bytes).ok()?;
+    if plan.inputs_digest != digest || plan.name != name {
+        return None;
+    }
+    let head_plan: Plan = serde_json::from_slice(head.files.get(PLAN_FILE)?).ok()?;
+    let head_hashes: BTreeMap<&str, &str> = head_plan
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    let mut files = BTreeMap::new();
+    let mut others = Vec::new();
+    for f in &plan.files {
+        match head_hashes.get(f.path.as_str()) {
+            Some(sha) if *sha == f.sha256 => {
+                files.insert(f.path.clone(), head.files.get(&f.path)?.clone());
+            }
+            _ => others.push(format!("{dir}{}", f.path)),
+        }
+    }
+    let wanted: BTreeMap<String, &str> = plan
+        .files
+        .iter()
+        .map(|f| (format!("{dir}{}", f.path), f.sha256.as_str()))
+        .collect();
+    for (full, bytes) in read(&others)? {
+        let bytes = bytes?;
+        (sha256_hex(&bytes) == wanted[&full]).then_some(())?;
+        files.insert(full.strip_prefix(&dir)?.to_string(), bytes);
+    }
+    files.insert(PLAN_FILE.to_string(), plan_bytes);
+    Some(Output {
+        name: name.to_string(),
+        kind: plan.kind,
+        inputs_digest: plan.inputs_digest,
+        files,
+        origins: BTreeMap::new(),
+        machines: plan.machines,
+        boot_artifacts: plan.boot_artifacts,
     })
+}
+
+/// The inputs digest part of an output's key (see `input_keys`).
+fn digest_of(key: &str) -> &str {
+    key.split(" lock:").next().unwrap_or(key)
 }
 
 pub(super) fn diff(
@@ -72,25 +174,48 @@ pub(super) fn diff(
     stdout: &mut dyn Write,
     is_terminal: bool,
 ) -> Result<i32, Failure> {
-    let base = args.base.as_str();
-    let base_outputs = step(session.progress, "render", Some(base), || {
-        render_revision(session, base)
-    })?;
-    let (head_label, head_outputs) = match args.head.as_deref() {
-        Some(rev) => (
-            rev.to_string(),
-            step(session.progress, "render", Some(rev), || render_revision(session, rev))?,
-        ),
-        None => (
-            "working tree".to_string(),
-            session.compile(Vec::new(), &ValueArgs::default())?,
-        ),
+    let (base, base_diags) = Side::load(session, Some(&args.base))?;
+    let (head, head_diags) = Side::load(session, args.head.as_deref())?;
+    let (base_model, head_model) = (base.resolve(session, base_diags)?, head.resolve(session, head_diags)?);
+    let context = |side| Side::context(side, session);
+    let (base_cx, head_cx) = (context(&base)?, context(&head)?);
+    let (base_keys, head_keys) = (input_keys(&base_cx, &base_model), input_keys(&head_cx, &head_model));
+    // Outputs rendered from the same inputs by the same kiln are the same
+    // files: only the others are rendered and compared.
+    let changed: BTreeSet<&String> = base_keys
+        .keys()
+        .chain(head_keys.keys())
+        .filter(|n| base_keys.get(*n) != head_keys.get(*n))
+        .collect();
+    let render = |side: &Side, cx: &Context, model: &Model, names: Vec<String>| {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        step(session.progress, "render", Some(&side.label), || {
+            kiln_compiler::render::render_with(cx, model, &names, session.progress).map_err(|d| side.failure(d))
+        })
     };
+    let head_names = changed
+        .iter()
+        .filter(|n| head_keys.contains_key(**n))
+        .map(|n| n.to_string());
+    let head_outputs = render(&head, &head_cx, &head_model, head_names.collect())?;
+    let mut base_outputs = Vec::new();
+    let mut base_names = Vec::new();
+    for name in changed.iter().filter(|n| base_keys.contains_key(**n)) {
+        let head_output = head_outputs.iter().find(|o| &o.name == *name);
+        let digest = digest_of(&base_keys[*name]);
+        match head_output.and_then(|h| committed(session, &args.base, name, digest, h)) {
+            Some(output) => base_outputs.push(output),
+            None => base_names.push(name.to_string()),
+        }
+    }
+    base_outputs.extend(render(&base, &base_cx, &base_model, base_names)?);
     let diff = step(session.progress, "diff", None, || {
         Ok::<_, Failure>(kiln_compiler::diff::compare(
-            base,
+            &base.label,
             &base_outputs,
-            &head_label,
+            &head.label,
             &head_outputs,
         ))
     })?;

@@ -29,43 +29,57 @@ pub enum GitError {
     Read { path: String, rev: String, message: String },
 }
 
-/// The files kiln reads from the kiln repository at `root` in revision `rev`.
-pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, GitError> {
+/// The git repository holding the kiln repository at `root` (which may be
+/// a subdirectory of its work tree), and the id of the kiln repository's
+/// tree in revision `rev`.
+fn open_tree(root: &Path, rev: &str) -> Result<(Repository, git2::Oid), GitError> {
     let repo = Repository::discover(root).map_err(|source| GitError::NotARepository {
         path: root.to_path_buf(),
         source,
     })?;
-    let workdir = repo.workdir().ok_or(GitError::Bare)?;
-    let canonical = |p: &Path| {
-        p.canonicalize().map_err(|source| GitError::Io {
-            path: p.to_path_buf(),
+    let id = {
+        let workdir = repo.workdir().ok_or(GitError::Bare)?;
+        let canonical = |p: &Path| {
+            p.canonicalize().map_err(|source| GitError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        let prefix = canonical(root)?
+            .strip_prefix(canonical(workdir)?)
+            .map_err(|_| GitError::OutsideWorkTree)?
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        let object = repo.revparse_single(rev).map_err(|source| GitError::UnknownRevision {
+            rev: rev.to_string(),
             source,
-        })
+        })?;
+        let no_tree = |source| GitError::NoTree {
+            rev: rev.to_string(),
+            source,
+        };
+        let tree = object.peel_to_tree().map_err(no_tree)?;
+        let tree = if prefix.is_empty() {
+            tree
+        } else {
+            let entry = tree.get_path(Path::new(&prefix)).map_err(|_| GitError::MissingPrefix {
+                prefix: prefix.clone(),
+                rev: rev.to_string(),
+            })?;
+            entry.to_object(&repo).and_then(|o| o.peel_to_tree()).map_err(no_tree)?
+        };
+        tree.id()
     };
-    let prefix = canonical(root)?
-        .strip_prefix(canonical(workdir)?)
-        .map_err(|_| GitError::OutsideWorkTree)?
-        .to_string_lossy()
-        .replace(std::path::MAIN_SEPARATOR, "/");
-    let object = repo.revparse_single(rev).map_err(|source| GitError::UnknownRevision {
+    Ok((repo, id))
+}
+
+/// The files kiln reads from the kiln repository at `root` in revision `rev`.
+pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, GitError> {
+    let (repo, id) = open_tree(root, rev)?;
+    let tree = repo.find_tree(id).map_err(|source| GitError::NoTree {
         rev: rev.to_string(),
         source,
     })?;
-    let no_tree = |source| GitError::NoTree {
-        rev: rev.to_string(),
-        source,
-    };
-    let tree = object.peel_to_tree().map_err(no_tree)?;
-    let tree = if prefix.is_empty() {
-        tree
-    } else {
-        let entry = tree.get_path(Path::new(&prefix)).map_err(|_| GitError::MissingPrefix {
-            prefix: prefix.clone(),
-            rev: rev.to_string(),
-        })?;
-        entry.to_object(&repo).and_then(|o| o.peel_to_tree()).map_err(no_tree)?
-    };
-
     let mut files = BTreeMap::new();
     let mut links = BTreeMap::new();
     let mut failure = None;
@@ -124,6 +138,30 @@ pub fn read_revision(root: &Path, rev: &str) -> Result<InMemory, GitError> {
         files,
         refused,
     })
+}
+
+/// Regular files at `paths` (relative to the kiln repository at `root`) in
+/// revision `rev`: `None` for a path that is missing there or is not a
+/// regular file.
+pub fn read_paths(root: &Path, rev: &str, paths: &[String]) -> Result<BTreeMap<String, Option<Vec<u8>>>, GitError> {
+    let (repo, id) = open_tree(root, rev)?;
+    let tree = repo.find_tree(id).map_err(|source| GitError::NoTree {
+        rev: rev.to_string(),
+        source,
+    })?;
+    let found = paths
+        .iter()
+        .map(|path| {
+            let blob = tree
+                .get_path(Path::new(path))
+                .ok()
+                .filter(|e| e.kind() == Some(ObjectType::Blob) && e.filemode() != SYMLINK)
+                .and_then(|e| repo.find_blob(e.id()).ok())
+                .map(|b| b.content().to_vec());
+            (path.clone(), blob)
+        })
+        .collect();
+    Ok(found)
 }
 
 /// Git's file mode of a symbolic link.

@@ -165,6 +165,8 @@ impl<'a> Context<'a> {
             .collect();
         let mut all: BTreeMap<&str, &str> = parts.into_iter().collect();
         all.insert(BUILTIN_FILE, BUILTIN_VALUES);
+        // kiln itself: another version may render the same inputs otherwise.
+        all.insert(KILN_VERSION_KEY, env!("CARGO_PKG_VERSION"));
         all.extend(overrides.iter().map(|(f, v)| (f.as_str(), v.as_str())));
         let mut hasher = Sha256::new();
         for (path, text) in all {
@@ -195,6 +197,28 @@ pub fn render(
 ) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides, options.limits)?;
     render_with(&cx, model, &options.only, progress)
+}
+
+/// Stands in the inputs digest for the version of kiln (no input path can
+/// be spelled so).
+const KILN_VERSION_KEY: &str = "<kiln version>";
+
+/// What each output is rendered from, by output name, without rendering:
+/// its inputs digest, and for a site the IPAM lock it reads. Outputs with
+/// equal keys render to equal files.
+pub fn input_keys(cx: &Context, model: &Model) -> BTreeMap<String, String> {
+    let clusters = model
+        .clusters
+        .iter()
+        .map(|c| (c.name().to_string(), cx.digest_for_cluster(c)));
+    let sites = model.sites.iter().map(|s| {
+        let lock = cx
+            .repo
+            .lock(s.name())
+            .map_or(String::new(), |(_, text)| kiln_plan::sha256_hex(text.as_bytes()));
+        (s.name().to_string(), format!("{} lock:{lock}", cx.digest_for_site(s)))
+    });
+    clusters.chain(sites).collect()
 }
 
 /// Renders the outputs named in `only` (all when empty) with an existing
