@@ -472,7 +472,11 @@ fn the_diff_is_what_two_full_renders_differ_by() {
             "sshKeyName: \"\"",
             "sshKeyName: \"ops\"",
         ),
-        ("recipes/base/recipe.yaml", "kubeletMounts: [/var/lib/longhorn]", "kubeletMounts: [/var/lib/longhorn, /var/lib/extra]"),
+        (
+            "recipes/base/recipe.yaml",
+            "kubeletMounts: [/var/lib/longhorn]",
+            "kubeletMounts: [/var/lib/longhorn, /var/lib/extra]",
+        ),
         ("out/lab/ipam.lock.yaml", "ip: \"10.20.1.1\"", "ip: \"10.20.1.99\""),
     ];
     let fresh = tempfile::tempdir().unwrap();

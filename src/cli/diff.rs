@@ -178,8 +178,12 @@ pub(super) fn diff(
     let (head, head_diags) = Side::load(session, args.head.as_deref())?;
     let (base_model, head_model) = (base.resolve(session, base_diags)?, head.resolve(session, head_diags)?);
     let context = |side| Side::context(side, session);
-    let (base_cx, head_cx) = (context(&base)?, context(&head)?);
-    let (base_keys, head_keys) = (input_keys(&base_cx, &base_model), input_keys(&head_cx, &head_model));
+    let (base_cx, head_cx) = step(session.progress, "templates", None, || {
+        Ok::<_, Failure>((context(&base)?, context(&head)?))
+    })?;
+    let (base_keys, head_keys) = step(session.progress, "digest", None, || {
+        Ok::<_, Failure>((input_keys(&base_cx, &base_model), input_keys(&head_cx, &head_model)))
+    })?;
     // Outputs rendered from the same inputs by the same kiln are the same
     // files: only the others are rendered and compared.
     let changed: BTreeSet<&String> = base_keys
@@ -202,14 +206,17 @@ pub(super) fn diff(
     let head_outputs = render(&head, &head_cx, &head_model, head_names.collect())?;
     let mut base_outputs = Vec::new();
     let mut base_names = Vec::new();
-    for name in changed.iter().filter(|n| base_keys.contains_key(**n)) {
-        let head_output = head_outputs.iter().find(|o| &o.name == *name);
-        let digest = digest_of(&base_keys[*name]);
-        match head_output.and_then(|h| committed(session, &args.base, name, digest, h)) {
-            Some(output) => base_outputs.push(output),
-            None => base_names.push(name.to_string()),
+    step(session.progress, "read", Some(&base.label), || {
+        for name in changed.iter().filter(|n| base_keys.contains_key(**n)) {
+            let head_output = head_outputs.iter().find(|o| &o.name == *name);
+            let digest = digest_of(&base_keys[*name]);
+            match head_output.and_then(|h| committed(session, &args.base, name, digest, h)) {
+                Some(output) => base_outputs.push(output),
+                None => base_names.push(name.to_string()),
+            }
         }
-    }
+        Ok::<_, Failure>(())
+    })?;
     base_outputs.extend(render(&base, &base_cx, &base_model, base_names)?);
     let diff = step(session.progress, "diff", None, || {
         Ok::<_, Failure>(kiln_compiler::diff::compare(
