@@ -11,7 +11,7 @@ use kiln_compiler::diff::Format;
 use kiln_compiler::emit::Output;
 use kiln_compiler::load::Repo;
 use kiln_compiler::progress::step;
-use kiln_compiler::render::{input_keys, Context};
+use kiln_compiler::render::{digest_of, input_keys, Context};
 use kiln_compiler::resolve::Model;
 use kiln_plan::{sha256_hex, Plan, PLAN_FILE};
 
@@ -161,11 +161,6 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
     })
-}
-
-/// The inputs digest part of an output's key (see `input_keys`).
-fn digest_of(key: &str) -> &str {
-    key.split(" lock:").next().unwrap_or(key)
 }
 
 pub(super) fn diff(

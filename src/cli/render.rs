@@ -43,11 +43,12 @@ pub(super) fn render(
     let all = args.names.is_empty();
     let json = args.format == TextOrJson::Json;
     let (out_dir, progress) = (&session.out_dir, session.progress);
-    let outputs = session.compile(args.names, &args.values)?;
-    let count = plural(outputs.len(), "output", "outputs");
+    let compiled = session.compile_changed(args.names, &args.values)?;
+    let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
+    let count = plural(outputs.len() + fresh.len(), "output", "outputs");
     if args.check {
         let stale = step(progress, "check", None, || {
-            kiln_compiler::emit::check(out_dir, &outputs, all)
+            kiln_compiler::emit::check(out_dir, outputs, fresh, all)
         })?;
         if json {
             writeln!(stdout, "{}", json!({"upToDate": stale.is_empty(), "stale": stale}))?;
@@ -68,7 +69,7 @@ pub(super) fn render(
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
     })?;
     let report = step(progress, "write", None, || {
-        kiln_compiler::emit::write(out_dir, &outputs, all)
+        kiln_compiler::emit::write(out_dir, outputs, fresh, all)
     })?;
     if json {
         let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});

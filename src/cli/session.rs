@@ -15,6 +15,7 @@ use kiln_compiler::progress::Progress;
 use kiln_compiler::render::templates::Limits;
 use kiln_compiler::render::Options;
 use kiln_compiler::yaml::{parse_documents, Document};
+use kiln_compiler::Compiled;
 
 pub(super) struct Session<'a> {
     pub repo: PathBuf,
@@ -26,6 +27,22 @@ pub(super) struct Session<'a> {
 
 impl Session<'_> {
     /// Loads, resolves and renders the selected outputs in memory.
+    /// Loads and resolves, and renders the selected outputs whose `out/`
+    /// is not already up to date.
+    pub(super) fn compile_changed(&self, names: Vec<String>, values: &ValueArgs) -> Result<Compiled, Failure> {
+        let options = Options {
+            only: names,
+            overrides: values.layers()?,
+            limits: self.limits,
+        };
+        Ok(kiln_compiler::compile_changed(
+            &self.repo,
+            &self.out_dir,
+            &options,
+            self.progress,
+        )?)
+    }
+
     pub(super) fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
         let overrides = values.layers()?;
         let options = Options {

@@ -53,3 +53,54 @@ pub fn compile_repo(
     })?;
     render::render(repo, &model, options, progress)
 }
+
+/// What `compile_changed` found: outputs it rendered, and outputs whose
+/// `out/<name>/` is already what a render would write (not rendered).
+pub struct Compiled {
+    pub rendered: Vec<emit::Output>,
+    pub fresh: Vec<String>,
+}
+
+/// Like `compile`, but an output whose `out/<name>/` its plan vouches for
+/// (rendered from inputs with the same digest, by this version of kiln, and
+/// untouched since: `emit::vouched`) is not rendered again.
+pub fn compile_changed(
+    root: &Path,
+    out_dir: &Path,
+    options: &render::Options,
+    progress: &dyn Progress,
+) -> Result<Compiled, diag::Diagnostics> {
+    let (repo, mut diags) = step(progress, "load", None, || Ok::<_, ()>(load::load(root, out_dir)))
+        .expect("load reports problems as diagnostics");
+    let model = step(progress, "resolve", None, || {
+        let (model, resolve_diags) = resolve::resolve(&repo);
+        diags.extend(resolve_diags);
+        std::mem::take(&mut diags).finish(model)
+    })?;
+    let cx = render::Context::new(&repo, &options.overrides, options.limits)?;
+    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
+    let fresh: Vec<String> = step(progress, "verify", None, || {
+        let keys = render::input_keys(&cx, &model);
+        Ok::<_, diag::Diagnostics>(
+            keys.iter()
+                .filter(|(name, _)| selected(name))
+                .filter(|(name, key)| emit::vouched(out_dir, name, render::digest_of(key)))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        )
+    })?;
+    // Everything asked for that is not fresh (an unknown name included, for
+    // its error).
+    let wanted: Vec<String> = if options.only.is_empty() {
+        repo.output_names().keys().map(|n| n.to_string()).collect()
+    } else {
+        options.only.clone()
+    };
+    let rest: Vec<String> = wanted.into_iter().filter(|n| !fresh.contains(n)).collect();
+    let rendered = if rest.is_empty() {
+        Vec::new()
+    } else {
+        render::render_with(&cx, &model, &rest, progress)?
+    };
+    Ok(Compiled { rendered, fresh })
+}

@@ -52,6 +52,32 @@ pub struct Plan {
     /// verified like every artifact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_artifacts: Vec<PlannedArtifact>,
+    /// SHA-256 of this plan as written with this field empty: a plan
+    /// edited by hand no longer vouches for its output (`Plan::vouches`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_digest: String,
+}
+
+impl Plan {
+    /// The plan as `plan.json` holds it: pretty JSON, a final newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("plans serialize");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// The plan with its `planDigest` set.
+    pub fn sealed(mut self) -> Plan {
+        self.plan_digest.clear();
+        self.plan_digest = sha256_hex(&self.to_bytes());
+        self
+    }
+
+    /// Whether `bytes`, this plan as read, are exactly what kiln wrote:
+    /// formatted as kiln formats it, with a `planDigest` that matches.
+    pub fn vouches(&self, bytes: &[u8]) -> bool {
+        !self.plan_digest.is_empty() && self.clone().sealed() == *self && self.to_bytes() == bytes
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

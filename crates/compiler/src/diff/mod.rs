@@ -190,7 +190,7 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
 /// files, which the diff already shows). The counts are of changed values.
 fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
     let (pa, pb): (Value, Value) = (serde_json::from_slice(old).ok()?, serde_json::from_slice(new).ok()?);
-    let changes = semantic::json_diff(pa, pb, &["files", "inputsDigest"]);
+    let changes = semantic::json_diff(pa, pb, &["files", "inputsDigest", "planDigest"]);
     if changes.is_empty() {
         return None;
     }

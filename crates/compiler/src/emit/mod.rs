@@ -50,16 +50,58 @@ impl Output {
                 .collect(),
             machines: self.machines.clone(),
             boot_artifacts: self.boot_artifacts.clone(),
+            plan_digest: String::new(),
         }
     }
 
     /// Adds `plan.json`, listing every other file with its SHA-256.
     pub fn seal(mut self) -> Output {
-        let mut plan = serde_json::to_vec_pretty(&self.plan()).expect("plans serialize");
-        plan.push(b'\n');
+        let plan = self.plan().sealed().to_bytes();
         self.files.insert(PLAN_FILE.to_string(), plan);
         self
     }
+}
+
+/// Whether `out_dir/<name>/` is exactly what a render from inputs with
+/// `digest` writes, so a render may skip it: its `plan.json` names that
+/// digest and vouches for itself (`Plan::vouches`: not edited by hand), and
+/// every file it lists is there with its size and SHA-256, and no other
+/// file. A hand-edited, missing or extra file means render.
+pub fn vouched(out_dir: &Path, name: &str, digest: &str) -> bool {
+    let dir = out_dir.join(name);
+    let Ok(bytes) = fs::read(dir.join(PLAN_FILE)) else {
+        return false;
+    };
+    let Ok(plan) = serde_json::from_slice::<Plan>(&bytes) else {
+        return false;
+    };
+    if plan.name != name || plan.inputs_digest != digest || !plan.vouches(&bytes) {
+        return false;
+    }
+    let listed: BTreeMap<&str, &PlannedFile> = plan.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let mut found = 0;
+    for entry in walkdir::WalkDir::new(&dir).min_depth(1) {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(&dir).expect("walked under dir");
+        let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+        if rel == PLAN_FILE {
+            continue;
+        }
+        if !entry.file_type().is_file() || !listed.contains_key(rel.as_str()) {
+            return false;
+        }
+        found += 1;
+    }
+    found == listed.len()
+        && plan
+            .files
+            .par_iter()
+            .all(|f| fs::read(dir.join(&f.path)).is_ok_and(|b| b.len() as u64 == f.size && sha256_hex(&b) == f.sha256))
 }
 
 const STAGING_PREFIX: &str = ".kiln-staging-";
@@ -118,20 +160,24 @@ pub fn lock(out_dir: &Path, waiting: impl FnOnce()) -> Result<fs::File, EmitErro
     }
 }
 
-/// Writes `outputs` under `out_dir`. With `prune`, output directories that
-/// hold a `plan.json` but are no longer rendered are removed.
-pub fn write(out_dir: &Path, outputs: &[Output], prune: bool) -> Result<WriteReport, EmitError> {
-    write_io(out_dir, outputs, prune).map_err(|source| EmitError::Write {
+/// Writes `outputs` under `out_dir`; `kept` are outputs already up to date
+/// there (see `vouched`). With `prune`, output directories that hold a
+/// `plan.json` but are neither rendered nor kept are removed.
+pub fn write(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) -> Result<WriteReport, EmitError> {
+    write_io(out_dir, outputs, kept, prune).map_err(|source| EmitError::Write {
         out_dir: out_dir.to_path_buf(),
         source,
     })
 }
 
-fn write_io(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<WriteReport> {
+fn write_io(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) -> io::Result<WriteReport> {
     fs::create_dir_all(out_dir)?;
     remove_leftover_staging(out_dir)?;
 
-    let mut report = WriteReport::default();
+    let mut report = WriteReport {
+        unchanged: kept.to_vec(),
+        ..WriteReport::default()
+    };
     let mut staged = Vec::new();
     let budget = injected_failure_after().map(std::sync::atomic::AtomicUsize::new);
     let result = (|| -> io::Result<()> {
@@ -174,8 +220,13 @@ fn write_io(out_dir: &Path, outputs: &[Output], prune: bool) -> io::Result<Write
         }
         report.written.push(name);
     }
+    report.unchanged.sort();
     if prune {
-        let keep: BTreeSet<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        let keep: BTreeSet<&str> = outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .chain(kept.iter().map(String::as_str))
+            .collect();
         for name in rendered_outputs(out_dir)? {
             if !keep.contains(name.as_str()) {
                 fs::remove_dir_all(out_dir.join(&name))?;
@@ -270,15 +321,16 @@ pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<
 }
 
 /// Everything under `out_dir` that differs from a fresh render, as
-/// `<name>/<path>`; with `all`, outputs nothing renders any more count too.
-pub fn check(out_dir: &Path, outputs: &[Output], all: bool) -> Result<Vec<String>, EmitError> {
-    check_io(out_dir, outputs, all).map_err(|source| EmitError::Check {
+/// `<name>/<path>`; `kept` are outputs already found up to date (see
+/// `vouched`). With `all`, outputs nothing renders any more count too.
+pub fn check(out_dir: &Path, outputs: &[Output], kept: &[String], all: bool) -> Result<Vec<String>, EmitError> {
+    check_io(out_dir, outputs, kept, all).map_err(|source| EmitError::Check {
         out_dir: out_dir.to_path_buf(),
         source,
     })
 }
 
-fn check_io(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<String>> {
+fn check_io(out_dir: &Path, outputs: &[Output], kept: &[String], all: bool) -> io::Result<Vec<String>> {
     let mut stale = Vec::new();
     for output in outputs {
         for path in stale_files(&out_dir.join(&output.name), &output.files)? {
@@ -286,7 +338,11 @@ fn check_io(out_dir: &Path, outputs: &[Output], all: bool) -> io::Result<Vec<Str
         }
     }
     if all {
-        let rendered: BTreeSet<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        let rendered: BTreeSet<&str> = outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .chain(kept.iter().map(String::as_str))
+            .collect();
         for name in rendered_outputs(out_dir)? {
             if !rendered.contains(name.as_str()) {
                 stale.push(format!("{name}/ (no longer rendered)"));

@@ -136,7 +136,18 @@ impl<'a> Context<'a> {
         }
         // The IPAM lock is left out: it is also an output, and hashing it
         // would make every render after the first differ from it.
+        parts.extend(self.templates());
         self.digest(parts)
+    }
+
+    /// Every template of the repository: any template may include any
+    /// other, so each output's digest covers them all.
+    fn templates(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.repo
+            .files
+            .iter()
+            .filter(|(path, _)| path.ends_with(".j2"))
+            .map(|(path, text)| (path, text.as_ref()))
     }
 
     /// SHA-256 over the paths and contents of everything a cluster's
@@ -149,6 +160,7 @@ impl<'a> Context<'a> {
         for r in &cluster.recipes {
             parts.push((&r.file, self.text(&r.file)));
         }
+        parts.extend(self.templates());
         self.digest(parts)
     }
 
@@ -219,6 +231,12 @@ pub fn input_keys(cx: &Context, model: &Model) -> BTreeMap<String, String> {
         (s.name().to_string(), format!("{} lock:{lock}", cx.digest_for_site(s)))
     });
     clusters.chain(sites).collect()
+}
+
+/// The inputs digest part of an output's key (see `input_keys`): what its
+/// `plan.json` records.
+pub fn digest_of(key: &str) -> &str {
+    key.split(" lock:").next().unwrap_or(key)
 }
 
 /// Renders the outputs named in `only` (all when empty) with an existing

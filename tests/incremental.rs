@@ -1,0 +1,178 @@
+//! Incremental render: `kiln render` and `render --check` skip an output
+//! whose `out/<name>/` its plan vouches for (same inputs digest, plan not
+//! edited, every file as listed). A wrong skip is the worst bug this can
+//! have, so every kind of input a change can touch, and every kind of hand
+//! edit of `out/`, is flipped here and the incremental result compared byte
+//! for byte with a cold render of the same inputs from the same IPAM lock.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+/// Applies `change` to a copy of the example whose `out/` is fresh, then
+/// renders incrementally (`args` added) and cold (only the IPAM locks kept,
+/// so nothing can be reused), and compares the two trees.
+fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)) {
+    let repo = example_copy(true);
+    let r = repo.path();
+    assert_eq!(kiln(r, &["render"]).code, 0, "{case}");
+    assert_eq!(kiln(r, &["render", "--check"]).code, 0, "{case}: out/ is fresh");
+    change(r);
+    let cold = tempfile::tempdir().unwrap();
+    for (path, bytes) in tree(&r.join("out")) {
+        if path.ends_with("ipam.lock.yaml") {
+            write(cold.path(), &path, std::str::from_utf8(&bytes).unwrap());
+        }
+    }
+    let mut cold_args = vec!["render", "--out", cold.path().to_str().unwrap()];
+    cold_args.extend_from_slice(args);
+    let run = kiln(r, &cold_args);
+    assert_eq!(run.code, 0, "{case}: {}", run.stderr);
+    let mut incremental_args = vec!["render"];
+    incremental_args.extend_from_slice(args);
+    let run = kiln(r, &incremental_args);
+    assert_eq!(run.code, 0, "{case}: {}", run.stderr);
+    let (got, want) = (tree(&r.join("out")), tree(cold.path()));
+    let differing: std::collections::BTreeSet<&String> = got
+        .keys()
+        .chain(want.keys())
+        .filter(|p| got.get(*p) != want.get(*p))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{case}: incremental and cold renders differ in {differing:?}"
+    );
+    let mut check = vec!["render", "--check"];
+    check.extend_from_slice(args);
+    let run = kiln(r, &check);
+    assert_eq!(run.code, 0, "{case}: {}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn every_kind_of_input_change_renders_as_a_cold_render_does() {
+    let edits = [
+        (
+            "a machine field",
+            "sites/lab/machines/rack1.yaml",
+            "ip: 10.20.1.10}",
+            "ip: 10.20.1.11}",
+        ),
+        (
+            "a blueprint template",
+            "blueprints/rhel9/templates/ks.cfg.j2",
+            "--service=ssh",
+            "--service=ssh,http",
+        ),
+        (
+            "a blueprint's values",
+            "blueprints/rhel9/blueprint.yaml",
+            "values:",
+            "values:\n    kilnTestNoise: 1",
+        ),
+        (
+            "a site value",
+            "sites/lab/site.yaml",
+            "shareUser: kiln-install",
+            "shareUser: kiln-setup",
+        ),
+        (
+            "a site network",
+            "sites/lab/site.yaml",
+            "gateway: fd00:20::1",
+            "gateway: fd00:20::fe",
+        ),
+        (
+            "a cluster field",
+            "sites/us/clusters/web-azure.yaml",
+            "replicas: 3",
+            "replicas: 5",
+        ),
+        (
+            "a provider template",
+            "clusters/aws/awscluster.yaml.j2",
+            "sshKeyName: \"\"",
+            "sshKeyName: \"ops\"",
+        ),
+        (
+            "a recipe",
+            "recipes/base/recipe.yaml",
+            "kubeletMounts: [/var/lib/longhorn]",
+            "kubeletMounts: [/var/lib/longhorn, /var/lib/extra]",
+        ),
+        (
+            "the IPAM lock",
+            "out/lab/ipam.lock.yaml",
+            "ip: \"10.20.1.1\"",
+            "ip: \"10.20.1.99\"",
+        ),
+    ];
+    for (case, file, from, to) in edits {
+        incremental_equals_cold(case, &[], |r| edit(r, file, from, to));
+    }
+    incremental_equals_cold("a new machine", &[], |r| {
+        write(
+            r,
+            "sites/lab/machines/new.yaml",
+            "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: node-04}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:12:34:04\", network: prov}]\n",
+        )
+    });
+    incremental_equals_cold("--set", &["--set", "rhel.timezone=Europe/Paris"], |_| {});
+    let values = tempfile::tempdir().unwrap();
+    let file = values.path().join("extra.yaml");
+    std::fs::write(&file, "rhel:\n  timezone: America/New_York\n").unwrap();
+    incremental_equals_cold("a values file", &["-f", file.to_str().unwrap()], |_| {});
+}
+
+/// An edit of a copied repository.
+type Change = fn(&Path);
+
+#[test]
+fn every_kind_of_hand_edit_of_out_is_undone() {
+    let cases: [(&str, Change); 5] = [
+        ("a rendered file edited", |r| {
+            edit(r, "out/lab/install/node-01/ks.cfg", "firewall", "# by hand\nfirewall")
+        }),
+        ("a rendered file removed", |r| {
+            std::fs::remove_file(r.join("out/web-azure/kustomization.yaml")).unwrap()
+        }),
+        ("a file added", |r| {
+            write(r, "out/prod-aws/cluster/extra.yaml", "kind: Extra\n")
+        }),
+        ("a machine of the plan edited", |r| {
+            edit(
+                r,
+                "out/lab/plan.json",
+                "\"ip\": \"10.20.1.10\"",
+                "\"ip\": \"10.20.1.77\"",
+            )
+        }),
+        ("the plan's digest edited", |r| {
+            edit(r, "out/lab/plan.json", "\"inputsDigest\": \"", "\"inputsDigest\": \"0")
+        }),
+    ];
+    for (case, change) in cases {
+        // `render --check` sees it, and `render` undoes it.
+        let repo = example_copy(true);
+        assert_eq!(kiln(repo.path(), &["render"]).code, 0, "{case}");
+        change(repo.path());
+        let run = kiln(repo.path(), &["render", "--check"]);
+        assert_eq!(run.code, 1, "{case}: {}{}", run.stdout, run.stderr);
+        incremental_equals_cold(case, &[], change);
+    }
+}
+
+/// Nothing changed: nothing is rendered or written, and `--check` agrees.
+#[test]
+fn an_unchanged_repository_is_not_rendered_again() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    let run = kiln(r, &["render", "--progress", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("0 written, 5 unchanged"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("\"step\":\"render\""),
+        "no output was rendered: {}",
+        run.stderr
+    );
+}
