@@ -174,7 +174,12 @@ pub(super) fn diff(
     let (base_model, head_model) = (base.resolve(session, base_diags)?, head.resolve(session, head_diags)?);
     let context = |side| Side::context(side, session);
     let (base_cx, head_cx) = step(session.progress, "templates", None, || {
-        Ok::<_, Failure>((context(&base)?, context(&head)?))
+        // The working tree's out/ holds a previous render to reuse from.
+        let head_cx = match head.rev {
+            None => context(&head)?.with_previous(&session.out_dir),
+            Some(_) => context(&head)?,
+        };
+        Ok::<_, Failure>((context(&base)?, head_cx))
     })?;
     let (base_keys, head_keys) = step(session.progress, "digest", None, || {
         Ok::<_, Failure>((input_keys(&base_cx, &base_model), input_keys(&head_cx, &head_model)))

@@ -6,6 +6,7 @@ mod addresses;
 pub(crate) mod dhcp;
 mod dns;
 pub(crate) mod ipxe;
+mod previous;
 mod served;
 mod sources;
 
@@ -35,6 +36,8 @@ struct Shared<'a> {
     cx: &'a Context<'a>,
     site: &'a SiteModel<'a>,
     values: BTreeMap<&'a str, minijinja::Value>,
+    keys: super::MachineKeys,
+    previous: Option<previous::Previous>,
 }
 
 impl Shared<'_> {
@@ -96,6 +99,11 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
             .into_iter()
             .map(|(name, values)| (name, Value::Object(values).into_jinja()))
             .collect(),
+        keys: cx.machine_keys(site),
+        previous: cx
+            .previous
+            .as_deref()
+            .and_then(|out| previous::Previous::read(out, site.name())),
     };
     let (results, infrastructure) = rayon::join(
         || {
@@ -251,19 +259,74 @@ struct MachineFiles {
     planned: PlannedMachine,
 }
 
-/// Renders a machine's workflow: commissioning when asked, then install.
+/// A machine's workflow: commissioning when asked, then install, each
+/// step with its blueprint.
+fn workflow<'a>(m: &MachineModel<'a>) -> Vec<(StepName, &'a Input<Blueprint>)> {
+    m.commission
+        .map(|c| (StepName::Commission, c))
+        .into_iter()
+        .chain([(StepName::Install, m.blueprint)])
+        .collect()
+}
+
+/// Where a step's file came from: `template` (a file of the step's
+/// blueprint) rendered with the machine's values.
+fn step_origin(name: &str, step: StepName, blueprint: &Input<Blueprint>, template: String) -> Origin {
+    Origin {
+        template: Some(template),
+        values: ValuesOf::Machine {
+            machine: name.into(),
+            step,
+            blueprint: blueprint.object.name().into(),
+        },
+    }
+}
+
+/// A machine's files from the previous render, when they were rendered
+/// from inputs with `key` and are still as its plan lists them.
+fn reused(shared: &Shared, m: &MachineModel, key: &str) -> Option<MachineFiles> {
+    let previous = shared.previous.as_ref()?;
+    let planned = previous.machine(m.name(), key)?;
+    let workflow = workflow(m);
+    (workflow.len() == planned.steps.len()).then_some(())?;
+    let mut files = Vec::new();
+    for ((step, blueprint), planned_step) in workflow.into_iter().zip(&planned.steps) {
+        (planned_step.name == step).then_some(())?;
+        let templates = &blueprint.object.spec.templates;
+        let template = |t: &str| format!("blueprints/{}/{t}", blueprint.object.name());
+        let boot_script = &planned_step.boot_script;
+        let origin = step_origin(m.name(), step, blueprint, template(&templates.ipxe));
+        files.push((boot_script.clone(), previous.file(boot_script)?, origin));
+        if let Some(install) = &planned_step.install_file {
+            let origin = step_origin(m.name(), step, blueprint, template(templates.install.as_ref()?));
+            files.push((install.clone(), previous.file(install)?, origin));
+        }
+    }
+    Some(MachineFiles {
+        files,
+        planned: planned.clone(),
+    })
+}
+
+/// A machine's files: reused from the previous render while its inputs are
+/// unchanged, rendered otherwise.
 fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
+    let key = shared.keys.key(m);
+    if let Some(files) = reused(shared, m, &key) {
+        return Ok(files);
+    }
+    let mut rendered = render_machine(shared, m)?;
+    rendered.planned.inputs_digest = key;
+    Ok(rendered)
+}
+
+/// Renders a machine's workflow.
+fn render_machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
     let name = m.name();
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut steps = Vec::new();
-    let workflow: Vec<(StepName, &Input<Blueprint>)> = m
-        .commission
-        .map(|c| (StepName::Commission, c))
-        .into_iter()
-        .chain([(StepName::Install, m.blueprint)])
-        .collect();
-    for (step, blueprint) in workflow {
+    for (step, blueprint) in workflow(m) {
         let boot_script = layout::boot_script(name, step);
         match step_files(shared, m, step, blueprint, &boot_script) {
             Ok((step_files, install_file)) => {
@@ -303,6 +366,7 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
             steps,
+            inputs_digest: String::new(),
         },
     })
 }
@@ -351,15 +415,7 @@ fn step_files(
                     text: &text,
                     install_file: served_as.as_deref(),
                 }));
-                let origin = Origin {
-                    template: Some(template),
-                    values: ValuesOf::Machine {
-                        machine: name.into(),
-                        step,
-                        blueprint: blueprint.object.name().into(),
-                    },
-                };
-                files.push((dest, text.into_bytes(), origin))
+                files.push((dest, text.into_bytes(), step_origin(name, step, blueprint, template)))
             }
             Err(d) => diags.push(d),
         }
