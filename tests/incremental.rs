@@ -13,7 +13,8 @@ use std::path::Path;
 /// Applies `change` to a copy of the example whose `out/` is fresh, then
 /// renders incrementally (`args` added) and cold (only the IPAM locks kept,
 /// so nothing can be reused), and compares the two trees.
-fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)) {
+/// Returns the incremental render's report (`--format json`).
+fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)) -> serde_json::Value {
     let repo = example_copy(true);
     let r = repo.path();
     assert_eq!(kiln(r, &["render"]).code, 0, "{case}");
@@ -29,10 +30,11 @@ fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)
     cold_args.extend_from_slice(args);
     let run = kiln(r, &cold_args);
     assert_eq!(run.code, 0, "{case}: {}", run.stderr);
-    let mut incremental_args = vec!["render"];
+    let mut incremental_args = vec!["render", "--format", "json"];
     incremental_args.extend_from_slice(args);
     let run = kiln(r, &incremental_args);
     assert_eq!(run.code, 0, "{case}: {}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let (got, want) = (tree(&r.join("out")), tree(cold.path()));
     let differing: std::collections::BTreeSet<&String> = got
         .keys()
@@ -47,6 +49,7 @@ fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)
     check.extend_from_slice(args);
     let run = kiln(r, &check);
     assert_eq!(run.code, 0, "{case}: {}{}", run.stdout, run.stderr);
+    report
 }
 
 #[test]
@@ -107,8 +110,23 @@ fn every_kind_of_input_change_renders_as_a_cold_render_does() {
             "ip: \"10.20.1.99\"",
         ),
     ];
+    // How many of the lab's 8 machines each case may reuse: those whose
+    // inputs it leaves alone.
+    let reusable = |case: &str| match case {
+        "a machine field" | "a blueprint template" | "a blueprint's values" => Some(5), // all but rack 1's rhel9 nodes
+        "the IPAM lock" => Some(7), // all but the machine whose address moved
+        "a site value" | "a site network" => Some(0),
+        _ => None, // a cluster's inputs: the lab is untouched, not rendered at all
+    };
     for (case, file, from, to) in edits {
-        incremental_equals_cold(case, &[], |r| edit(r, file, from, to));
+        let report = incremental_equals_cold(case, &[], |r| edit(r, file, from, to));
+        match reusable(case) {
+            Some(n) => assert_eq!(report["machinesReused"], n, "{case}: {report}"),
+            None => assert!(
+                report["unchanged"].as_array().unwrap().iter().any(|o| o == "lab"),
+                "{case}: {report}"
+            ),
+        }
     }
     incremental_equals_cold("a new machine", &[], |r| {
         write(
@@ -175,4 +193,27 @@ fn an_unchanged_repository_is_not_rendered_again() {
         "no output was rendered: {}",
         run.stderr
     );
+}
+
+/// A template that includes another depends on it: changing the included
+/// one renders what includes it (any template may name any other, so then
+/// every output counts every template among its inputs).
+#[test]
+fn a_change_to_an_included_template_is_rendered() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    write(r, "blueprints/common/banner.j2", "# provisioned by kiln\n");
+    edit(
+        r,
+        "blueprints/rhel9/templates/ks.cfg.j2",
+        "firewall --enabled",
+        "{% include \"blueprints/common/banner.j2\" %}\nfirewall --enabled",
+    );
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    edit(r, "blueprints/common/banner.j2", "kiln", "kiln, edited");
+    let run = kiln(r, &["render"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ks = std::fs::read_to_string(r.join("out/lab/install/node-01/ks.cfg")).unwrap();
+    assert!(ks.contains("# provisioned by kiln, edited"), "{ks}");
+    assert_eq!(kiln(r, &["render", "--check"]).code, 0);
 }

@@ -158,6 +158,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         inputs_digest: plan.inputs_digest,
         files,
         origins: BTreeMap::new(),
+        reused_machines: plan.machines.len(),
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
     })

@@ -187,14 +187,23 @@ impl<'a> Context<'a> {
         self.digest(parts)
     }
 
-    /// Every template of the repository: any template may include any
-    /// other, so each output's digest covers them all.
-    fn templates(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.repo
+    /// Every template of the repository when any template includes,
+    /// imports or extends another (it may name any): each output's digest
+    /// then covers them all. Otherwise none: each digest already covers the
+    /// templates its output renders.
+    fn templates(&self) -> Vec<(&'a str, &'a str)> {
+        let templates: Vec<(&'a str, &'a str)> = self
+            .repo
             .files
             .iter()
             .filter(|(path, _)| path.ends_with(".j2"))
             .map(|(path, text)| (path, text.as_ref()))
+            .collect();
+        if templates.iter().any(|(_, text)| uses_other_templates(text)) {
+            templates
+        } else {
+            Vec::new()
+        }
     }
 
     /// SHA-256 over the paths and contents of everything a cluster's
@@ -268,6 +277,18 @@ pub fn render(
 ) -> Result<Vec<Output>, Diagnostics> {
     let cx = Context::new(repo, &options.overrides, options.limits)?;
     render_with(&cx, model, &options.only, progress)
+}
+
+/// Whether a template names another: `{% include %}`, `{% import %}`,
+/// `{% from %}` or `{% extends %}`.
+fn uses_other_templates(text: &str) -> bool {
+    text.match_indices("{%").any(|(at, _)| {
+        let tag = text[at + 2..].trim_start_matches(['-', '+']).trim_start();
+        ["include", "import", "from", "extends"].iter().any(|k| {
+            tag.strip_prefix(k)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_whitespace()))
+        })
+    })
 }
 
 /// The parts of a site's machine keys (`Context::machine_keys`).
@@ -396,4 +417,19 @@ pub fn kustomization(resources: &[String]) -> Vec<u8> {
         "resources": resources,
     }))
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uses_other_templates as uses;
+
+    #[test]
+    fn templates_that_name_others() {
+        assert!(uses("a {% include 'x.j2' %}"));
+        assert!(uses("{%- import \"m.j2\" as m %}"));
+        assert!(uses("{%+ from 'm.j2' import f %}"));
+        assert!(uses("{% extends 'base.j2' %}"));
+        assert!(!uses("{% if included %}{% for x in imports %}{% endfor %}{% endif %}"));
+        assert!(!uses("{{ 'include' }}"));
+    }
 }

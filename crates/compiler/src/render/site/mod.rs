@@ -122,9 +122,11 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     let mut origins: BTreeMap<String, Origin> = infrastructure.keys().map(|p| (p.clone(), Origin::site())).collect();
     let mut files = infrastructure;
     let mut machines = Vec::new();
+    let mut reused = 0;
     for (r, m) in results.into_iter().zip(&site.machines) {
         match r {
             Ok(rendered) => {
+                reused += usize::from(rendered.reused);
                 for (path, bytes, origin) in rendered.files {
                     if let Some(first) = origins.insert(path.clone(), origin) {
                         diags.push(m.input.error(
@@ -148,6 +150,7 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         files,
         origins,
         machines,
+        reused_machines: reused,
         boot_artifacts: ipxe::builds(site)
             .into_iter()
             .map(|b| PlannedArtifact {
@@ -257,6 +260,8 @@ fn menu(site: &SiteModel) -> String {
 struct MachineFiles {
     files: Vec<(String, Vec<u8>, Origin)>,
     planned: PlannedMachine,
+    /// Taken from the previous render rather than rendered.
+    reused: bool,
 }
 
 /// A machine's workflow: commissioning when asked, then install, each
@@ -305,6 +310,7 @@ fn reused(shared: &Shared, m: &MachineModel, key: &str) -> Option<MachineFiles> 
     Some(MachineFiles {
         files,
         planned: planned.clone(),
+        reused: true,
     })
 }
 
@@ -352,6 +358,7 @@ fn render_machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Dia
     }
     let primary = &m.interfaces[0];
     diags.finish(MachineFiles {
+        reused: false,
         files,
         planned: PlannedMachine {
             name: name.into(),
