@@ -58,25 +58,41 @@ pub struct Plan {
     pub plan_digest: String,
 }
 
+/// How `planDigest` ends a `plan.json`: its last field.
+const DIGEST_FIELD: &str = ",\n  \"planDigest\": \"";
+const END: &str = "\"\n}\n";
+
 impl Plan {
-    /// The plan as `plan.json` holds it: pretty JSON, a final newline.
+    /// The plan as `plan.json` holds it: pretty JSON, a final newline, and
+    /// last `planDigest`, the SHA-256 of the rest (the file as it would be
+    /// without that field).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).expect("plans serialize");
-        bytes.push(b'\n');
+        let mut unsealed = self.clone();
+        unsealed.plan_digest.clear();
+        let mut bytes = serde_json::to_vec_pretty(&unsealed).expect("plans serialize");
+        let digest = sha256_hex(&[bytes.as_slice(), b"\n"].concat());
+        // Serialized with the field, the plan would read the same up to
+        // its closing brace, then `,\n  "planDigest": "..."\n}`.
+        bytes.truncate(bytes.len() - 2);
+        bytes.extend_from_slice(format!("{DIGEST_FIELD}{digest}{END}").as_bytes());
         bytes
     }
 
-    /// The plan with its `planDigest` set.
-    pub fn sealed(mut self) -> Plan {
-        self.plan_digest.clear();
-        self.plan_digest = sha256_hex(&self.to_bytes());
-        self
-    }
-
-    /// Whether `bytes`, this plan as read, are exactly what kiln wrote:
-    /// formatted as kiln formats it, with a `planDigest` that matches.
-    pub fn vouches(&self, bytes: &[u8]) -> bool {
-        !self.plan_digest.is_empty() && self.clone().sealed() == *self && self.to_bytes() == bytes
+    /// Whether `bytes` are exactly a `plan.json` kiln wrote: its
+    /// `planDigest` is the SHA-256 of the rest, so a plan edited by hand no
+    /// longer vouches for its output.
+    pub fn vouches(bytes: &[u8]) -> bool {
+        let Some(body) = bytes.strip_suffix(END.as_bytes()) else {
+            return false;
+        };
+        let Some(at) = body.len().checked_sub(64 + DIGEST_FIELD.len()) else {
+            return false;
+        };
+        let (rest, field) = body.split_at(at);
+        let Some(digest) = field.strip_prefix(DIGEST_FIELD.as_bytes()) else {
+            return false;
+        };
+        sha256_hex(&[rest, b"\n}\n"].concat()).as_bytes() == digest
     }
 }
 
@@ -147,4 +163,45 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
+}
+
+#[cfg(test)]
+mod plan_digest_tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            name: "lab".into(),
+            kind: OutputKind::Site,
+            inputs_digest: "0".repeat(64),
+            files: vec![PlannedFile {
+                path: "boot/menu.ipxe".into(),
+                size: 3,
+                sha256: "1".repeat(64),
+            }],
+            machines: Vec::new(),
+            boot_artifacts: Vec::new(),
+            plan_digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_vouches_for_itself_until_edited() {
+        let bytes = plan().to_bytes();
+        assert!(Plan::vouches(&bytes));
+        // The field is what serde writes for it, last.
+        let read: Plan = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(read.plan_digest.len(), 64);
+        assert_eq!(serde_json::to_vec_pretty(&read).unwrap(), bytes[..bytes.len() - 1]);
+        let text = String::from_utf8(bytes).unwrap();
+        for edited in [
+            text.replace("boot/menu.ipxe", "boot/menu.ipxf"),
+            text.replace("\"size\": 3", "\"size\": 4"),
+            text.replace("  \"name\"", "\"name\""),
+            text.replace("\n}\n", "\n}"),
+        ] {
+            assert!(!Plan::vouches(edited.as_bytes()), "{edited}");
+        }
+        assert!(!Plan::vouches(b"{}\n"));
+    }
 }

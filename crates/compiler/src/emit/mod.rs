@@ -59,7 +59,7 @@ impl Output {
 
     /// Adds `plan.json`, listing every other file with its SHA-256.
     pub fn seal(mut self) -> Output {
-        let plan = self.plan().sealed().to_bytes();
+        let plan = self.plan().to_bytes();
         self.files.insert(PLAN_FILE.to_string(), plan);
         self
     }
@@ -78,7 +78,7 @@ pub fn vouched(out_dir: &Path, name: &str, digest: &str) -> bool {
     let Ok(plan) = serde_json::from_slice::<Plan>(&bytes) else {
         return false;
     };
-    if plan.name != name || plan.inputs_digest != digest || !plan.vouches(&bytes) {
+    if plan.name != name || plan.inputs_digest != digest || !Plan::vouches(&bytes) {
         return false;
     }
     let listed: BTreeMap<&str, &PlannedFile> = plan.files.iter().map(|f| (f.path.as_str(), f)).collect();

@@ -102,12 +102,10 @@ impl<'a> Context<'a> {
         let files = site
             .machines
             .iter()
-            .map(|m| {
-                (
-                    m.input.file.clone(),
-                    kiln_plan::sha256_hex(self.text(&m.input.file).as_bytes()),
-                )
-            })
+            .map(|m| m.input.file.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|file| (file.to_string(), kiln_plan::sha256_hex(self.text(file).as_bytes())))
             .collect();
         MachineKeys {
             common: self.digest(parts),

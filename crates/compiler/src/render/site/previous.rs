@@ -19,8 +19,9 @@ impl Previous {
     pub(super) fn read(out_dir: &Path, site: &str) -> Option<Previous> {
         let dir = out_dir.join(site);
         let bytes = std::fs::read(dir.join(PLAN_FILE)).ok()?;
+        Plan::vouches(&bytes).then_some(())?;
         let plan: Plan = serde_json::from_slice(&bytes).ok()?;
-        (plan.name == site && plan.vouches(&bytes)).then_some(())?;
+        (plan.name == site).then_some(())?;
         Some(Previous {
             dir,
             machines: plan.machines.into_iter().map(|m| (m.name.clone(), m)).collect(),
