@@ -158,7 +158,6 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         inputs_digest: plan.inputs_digest,
         files,
         origins: BTreeMap::new(),
-        reused_machines: plan.machines.len(),
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
     })
@@ -175,12 +174,7 @@ pub(super) fn diff(
     let (base_model, head_model) = (base.resolve(session, base_diags)?, head.resolve(session, head_diags)?);
     let context = |side| Side::context(side, session);
     let (base_cx, head_cx) = step(session.progress, "templates", None, || {
-        // The working tree's out/ holds a previous render to reuse from.
-        let head_cx = match head.rev {
-            None => context(&head)?.with_previous(&session.out_dir),
-            Some(_) => context(&head)?,
-        };
-        Ok::<_, Failure>((context(&base)?, head_cx))
+        Ok::<_, Failure>((context(&base)?, context(&head)?))
     })?;
     let (base_keys, head_keys) = step(session.progress, "digest", None, || {
         Ok::<_, Failure>((input_keys(&base_cx, &base_model), input_keys(&head_cx, &head_model)))

@@ -71,9 +71,8 @@ pub(super) fn render(
     let report = step(progress, "write", None, || {
         kiln_compiler::emit::write(out_dir, outputs, fresh, all)
     })?;
-    let reused: usize = outputs.iter().map(|o| o.reused_machines).sum();
     if json {
-        let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed, "machinesReused": reused});
+        let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});
         writeln!(stdout, "{body}")?;
         return Ok(exit::OK);
     }
@@ -82,13 +81,9 @@ pub(super) fn render(
     } else {
         format!(", removed {}", report.removed.join(", "))
     };
-    let reused = match reused {
-        0 => String::new(),
-        n => format!(" ({} reused from out/)", plural(n, "machine", "machines")),
-    };
     writeln!(
         stderr,
-        "rendered {count} in {} ms: {} written, {} unchanged{removed}{reused}",
+        "rendered {count} in {} ms: {} written, {} unchanged{removed}",
         started.elapsed().as_millis(),
         report.written.len(),
         report.unchanged.len(),

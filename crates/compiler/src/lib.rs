@@ -77,7 +77,7 @@ pub fn compile_changed(
         diags.extend(resolve_diags);
         std::mem::take(&mut diags).finish(model)
     })?;
-    let cx = render::Context::new(&repo, &options.overrides, options.limits)?.with_previous(out_dir);
+    let cx = render::Context::new(&repo, &options.overrides, options.limits)?;
     let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
     let fresh: Vec<String> = step(progress, "verify", None, || {
         let keys = render::input_keys(&cx, &model);

@@ -123,10 +123,6 @@ pub struct PlannedMachine {
     pub blueprint: String,
     pub generation: u32,
     pub steps: Vec<WorkflowStep>,
-    /// SHA-256 over everything its files were rendered from (the compiler
-    /// reuses them while it is unchanged; the executor ignores it).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub inputs_digest: String,
 }
 
 /// One step of a machine's workflow and the files it serves.

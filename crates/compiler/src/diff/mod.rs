@@ -189,13 +189,7 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
 /// removed or changed (the file list and digests are derived from the other
 /// files, which the diff already shows). The counts are of changed values.
 fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
-    let (mut pa, mut pb): (Value, Value) = (serde_json::from_slice(old).ok()?, serde_json::from_slice(new).ok()?);
-    // Each machine's inputs digest is derived too.
-    for plan in [&mut pa, &mut pb] {
-        for m in plan["machines"].as_array_mut().into_iter().flatten() {
-            m.as_object_mut().map(|m| m.remove("inputsDigest"));
-        }
-    }
+    let (pa, pb): (Value, Value) = (serde_json::from_slice(old).ok()?, serde_json::from_slice(new).ok()?);
     let changes = semantic::json_diff(pa, pb, &["files", "inputsDigest", "planDigest"]);
     if changes.is_empty() {
         return None;

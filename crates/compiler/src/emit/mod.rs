@@ -27,9 +27,6 @@ pub struct Output {
     /// Where each file of `files` came from (`plan.json` has none).
     pub origins: BTreeMap<String, crate::layout::Origin>,
     pub machines: Vec<PlannedMachine>,
-    /// For a site: how many machines' files were reused from the previous
-    /// render rather than rendered.
-    pub reused_machines: usize,
     /// For a site: the iPXE builds it serves.
     pub boot_artifacts: Vec<PlannedArtifact>,
 }

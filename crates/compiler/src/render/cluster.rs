@@ -195,7 +195,6 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         files,
         origins,
         machines: Vec::new(),
-        reused_machines: 0,
         boot_artifacts: Vec::new(),
     })
 }

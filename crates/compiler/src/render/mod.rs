@@ -49,9 +49,6 @@ pub struct Context<'a> {
     pub engine: Engine,
     overrides: &'a [Layer],
     builtin: Layer,
-    /// An `out/` a previous render left, whose machines' files a site
-    /// render reuses while their inputs are unchanged (`with_previous`).
-    pub(crate) previous: Option<std::path::PathBuf>,
 }
 
 impl<'a> Context<'a> {
@@ -69,49 +66,7 @@ impl<'a> Context<'a> {
             engine,
             overrides,
             builtin,
-            previous: None,
         })
-    }
-
-    /// Lets site renders reuse, machine by machine, what a previous render
-    /// left in `out_dir` (each file checked against its plan's SHA-256).
-    pub fn with_previous(mut self, out_dir: &std::path::Path) -> Self {
-        self.previous = Some(out_dir.to_path_buf());
-        self
-    }
-
-    /// What every machine key of `site` shares: the site's file, every
-    /// template, the built-in and command-line values and kiln's version;
-    /// and each blueprint's files.
-    pub(crate) fn machine_keys(&self, site: &SiteModel) -> MachineKeys {
-        let mut parts: Vec<(&str, &str)> = vec![(site.input.file.as_str(), self.text(&site.input.file))];
-        parts.extend(self.templates());
-        let blueprints = site
-            .machines
-            .iter()
-            .flat_map(|m| m.commission.iter().chain([&m.blueprint]))
-            .map(|b| {
-                let name = b.object.name();
-                let files = self.repo.files_under(&format!("blueprints/{name}/"));
-                (
-                    name.to_string(),
-                    self.digest_of(files.map(|(p, t)| (p, t.as_ref())).collect()),
-                )
-            })
-            .collect();
-        let files = site
-            .machines
-            .iter()
-            .map(|m| m.input.file.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|file| (file.to_string(), kiln_plan::sha256_hex(self.text(file).as_bytes())))
-            .collect();
-        MachineKeys {
-            common: self.digest(parts),
-            blueprints,
-            files,
-        }
     }
 
     /// The value layers of a cluster, lowest first (SPEC §3).
@@ -222,18 +177,6 @@ impl<'a> Context<'a> {
         self.repo.files.get(file).map(|t| t.as_ref()).unwrap_or_default()
     }
 
-    /// Hashes paths and contents.
-    fn digest_of(&self, parts: Vec<(&str, &str)>) -> String {
-        let mut hasher = Sha256::new();
-        for (path, text) in parts.into_iter().collect::<BTreeMap<_, _>>() {
-            for bytes in [path.as_bytes(), text.as_bytes()] {
-                hasher.update((bytes.len() as u64).to_le_bytes());
-                hasher.update(bytes);
-            }
-        }
-        format!("{:x}", hasher.finalize())
-    }
-
     /// Hashes input parts plus the built-in and command-line layers.
     fn digest(&self, parts: Vec<(&str, &str)>) -> String {
         let overrides: Vec<(String, String)> = self
@@ -287,41 +230,6 @@ fn uses_other_templates(text: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_whitespace()))
         })
     })
-}
-
-/// The parts of a site's machine keys (`Context::machine_keys`).
-pub(crate) struct MachineKeys {
-    common: String,
-    blueprints: BTreeMap<String, String>,
-    /// Machine file → the SHA-256 of its text.
-    files: BTreeMap<String, String>,
-}
-
-impl MachineKeys {
-    /// SHA-256 over everything a machine's files are rendered from: what
-    /// the site's machines share, its blueprints' files, its own file, its
-    /// name and its addresses (which IPAM may give it from the lock).
-    pub(crate) fn key(&self, m: &crate::resolve::site::MachineModel) -> String {
-        let mut hasher = Sha256::new();
-        let mut part = |text: &str| {
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text.as_bytes());
-        };
-        part(&self.common);
-        for b in m.commission.iter().chain([&m.blueprint]) {
-            part(b.object.name());
-            part(self.blueprints.get(b.object.name()).map_or("", String::as_str));
-        }
-        part(self.files.get(&m.input.file).map_or("", String::as_str));
-        part(m.name());
-        for iface in &m.interfaces {
-            part(&format!(
-                "{} {} {:?} {:?}",
-                iface.network, iface.mac, iface.ip, iface.ip6
-            ));
-        }
-        format!("{:x}", hasher.finalize())
-    }
 }
 
 /// Stands in the inputs digest for the version of kiln (no input path can

@@ -6,7 +6,6 @@ mod addresses;
 pub(crate) mod dhcp;
 mod dns;
 pub(crate) mod ipxe;
-mod previous;
 mod served;
 mod sources;
 
@@ -36,8 +35,6 @@ struct Shared<'a> {
     cx: &'a Context<'a>,
     site: &'a SiteModel<'a>,
     values: BTreeMap<&'a str, minijinja::Value>,
-    keys: super::MachineKeys,
-    previous: Option<previous::Previous>,
 }
 
 impl Shared<'_> {
@@ -99,11 +96,6 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
             .into_iter()
             .map(|(name, values)| (name, Value::Object(values).into_jinja()))
             .collect(),
-        keys: cx.machine_keys(site),
-        previous: cx
-            .previous
-            .as_deref()
-            .and_then(|out| previous::Previous::read(out, site.name())),
     };
     let (results, infrastructure) = rayon::join(
         || {
@@ -122,11 +114,9 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     let mut origins: BTreeMap<String, Origin> = infrastructure.keys().map(|p| (p.clone(), Origin::site())).collect();
     let mut files = infrastructure;
     let mut machines = Vec::new();
-    let mut reused = 0;
     for (r, m) in results.into_iter().zip(&site.machines) {
         match r {
             Ok(rendered) => {
-                reused += usize::from(rendered.reused);
                 for (path, bytes, origin) in rendered.files {
                     if let Some(first) = origins.insert(path.clone(), origin) {
                         diags.push(m.input.error(
@@ -150,7 +140,6 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
         files,
         origins,
         machines,
-        reused_machines: reused,
         boot_artifacts: ipxe::builds(site)
             .into_iter()
             .map(|b| PlannedArtifact {
@@ -260,8 +249,6 @@ fn menu(site: &SiteModel) -> String {
 struct MachineFiles {
     files: Vec<(String, Vec<u8>, Origin)>,
     planned: PlannedMachine,
-    /// Taken from the previous render rather than rendered.
-    reused: bool,
 }
 
 /// A machine's workflow: commissioning when asked, then install, each
@@ -287,47 +274,8 @@ fn step_origin(name: &str, step: StepName, blueprint: &Input<Blueprint>, templat
     }
 }
 
-/// A machine's files from the previous render, when they were rendered
-/// from inputs with `key` and are still as its plan lists them.
-fn reused(shared: &Shared, m: &MachineModel, key: &str) -> Option<MachineFiles> {
-    let previous = shared.previous.as_ref()?;
-    let planned = previous.machine(m.name(), key)?;
-    let workflow = workflow(m);
-    (workflow.len() == planned.steps.len()).then_some(())?;
-    let mut files = Vec::new();
-    for ((step, blueprint), planned_step) in workflow.into_iter().zip(&planned.steps) {
-        (planned_step.name == step).then_some(())?;
-        let templates = &blueprint.object.spec.templates;
-        let template = |t: &str| format!("blueprints/{}/{t}", blueprint.object.name());
-        let boot_script = &planned_step.boot_script;
-        let origin = step_origin(m.name(), step, blueprint, template(&templates.ipxe));
-        files.push((boot_script.clone(), previous.file(boot_script)?, origin));
-        if let Some(install) = &planned_step.install_file {
-            let origin = step_origin(m.name(), step, blueprint, template(templates.install.as_ref()?));
-            files.push((install.clone(), previous.file(install)?, origin));
-        }
-    }
-    Some(MachineFiles {
-        files,
-        planned: planned.clone(),
-        reused: true,
-    })
-}
-
-/// A machine's files: reused from the previous render while its inputs are
-/// unchanged, rendered otherwise.
-fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
-    let key = shared.keys.key(m);
-    if let Some(files) = reused(shared, m, &key) {
-        return Ok(files);
-    }
-    let mut rendered = render_machine(shared, m)?;
-    rendered.planned.inputs_digest = key;
-    Ok(rendered)
-}
-
 /// Renders a machine's workflow.
-fn render_machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
+fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
     let name = m.name();
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
@@ -358,7 +306,6 @@ fn render_machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Dia
     }
     let primary = &m.interfaces[0];
     diags.finish(MachineFiles {
-        reused: false,
         files,
         planned: PlannedMachine {
             name: name.into(),
@@ -373,7 +320,6 @@ fn render_machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Dia
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
             steps,
-            inputs_digest: String::new(),
         },
     })
 }
