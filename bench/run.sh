@@ -52,7 +52,7 @@ change_machine() { sed -i "0,/^  serial: .*/s//  serial: BENCH-$1/" "$machine_fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 python3 bench/gen.py "$dir" "$machines" "$clusters" >/dev/null
-machine_file=$(find "$dir/sites" -path '*/machines/*.yaml' | sort | head -1)
+machine_file=$(find "$dir/sites" -path '*/machines/*.yaml' | sort | sed -n 1p)
 sed -i '0,/^spec:/s//spec:\n  serial: BENCH-0/' "$machine_file"
 
 median_of cold fresh_out "$kiln" -C "$dir" render
