@@ -4,7 +4,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 export CARGO_PROFILE_DEV_DEBUG = 0
 
-.PHONY: demo build test lint bench bench-serve deps fresh-check deny sbom fuzz
+.PHONY: demo build test lint bench bench-serve bench-peers deps fresh-check deny sbom fuzz
 
 build:
 	$(CARGO) build --release
@@ -31,6 +31,9 @@ bench: build
 
 bench-serve: build
 	bash bench/serve.sh
+
+bench-peers: build
+	bash bench/peers.sh
 
 # The README's two commands in a fresh clone of HEAD, with an empty target
 # directory and a new HOME (the toolchain stays where rustup put it), timed.
