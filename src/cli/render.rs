@@ -43,12 +43,14 @@ pub(super) fn render(
     let all = args.names.is_empty();
     let json = args.format == TextOrJson::Json;
     let (out_dir, progress) = (&session.out_dir, session.progress);
-    let compiled = session.compile_changed(args.names, &args.values)?;
-    let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
-    let count = plural(outputs.len() + fresh.len(), "output", "outputs");
     if args.check {
+        // Everything is rendered and compared: `--check` is what guards a
+        // pull request, and a plan's digests are not a signature (a pull
+        // request can rewrite a file and every digest that names it).
+        let outputs = session.compile(args.names, &args.values)?;
+        let count = plural(outputs.len(), "output", "outputs");
         let stale = step(progress, "check", None, || {
-            kiln_compiler::emit::check(out_dir, outputs, fresh, all)
+            kiln_compiler::emit::check(out_dir, &outputs, &[], all)
         })?;
         if json {
             writeln!(stdout, "{}", json!({"upToDate": stale.is_empty(), "stale": stale}))?;
@@ -64,6 +66,9 @@ pub(super) fn render(
         }
         return Ok(exit::DIFFERENCES);
     }
+    let compiled = session.compile_changed(args.names, &args.values)?;
+    let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
+    let count = plural(outputs.len() + fresh.len(), "output", "outputs");
     // One kiln writes out/ at a time; another waits.
     let _lock = kiln_compiler::emit::lock(out_dir, || {
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
