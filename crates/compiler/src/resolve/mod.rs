@@ -1,12 +1,13 @@
 //! Stage 2, resolve: references between inputs. Every name a document
 //! uses must exist, outputs must not clash, recipes must not depend on
 //! themselves; and each bare-metal site becomes a `SiteModel` with every
-//! machine's addresses assigned (`site`, `ipam`), and each cluster a
+//! machine's addresses assigned (`site`, `networks`, `ipam`), and each cluster a
 //! `ClusterModel` holding what it refers to (`cluster`).
 
 pub(crate) mod cluster;
 pub(crate) mod ipam;
 pub mod net;
+pub(crate) mod networks;
 pub(crate) mod site;
 
 use std::collections::{BTreeMap, BTreeSet};
