@@ -1,6 +1,6 @@
 //! dnsmasq's config: one file for both families (`dhcp/dnsmasq.conf`),
 //! with its TFTP server for PXE clients.
-use super::{boot6, header, joined, subnets, Boot, Reservation};
+use super::{boot6, header, joined, relay_comment, subnets, Boot, Reservation};
 use crate::render::settings::Dhcp;
 use crate::resolve::net::Family;
 use crate::resolve::site::SiteModel;
@@ -55,11 +55,7 @@ pub(super) fn config(site: &SiteModel, boot: &Boot, reservations: &[Reservation]
     }
     for (_, name, n) in subnets(site, Family::V4) {
         out.push_str(&format!("\n# Network {name} ({})\n", n.net));
-        if let Some(relay) = n.relay {
-            out.push_str(&format!(
-                "# Reached through the DHCP relay at {relay}: dnsmasq picks this range by the\n# relay's address (giaddr) in the requests it forwards.\n"
-            ));
-        }
+        out.push_str(&relay_comment(n, "dnsmasq picks this range"));
         match n.dhcp_range {
             Some(r) => out.push_str(&format!(
                 "dhcp-range=set:{name},{},{},{},{}\n",
@@ -109,11 +105,7 @@ pub(super) fn config(site: &SiteModel, boot: &Boot, reservations: &[Reservation]
     }
     for (_, name, n) in subnets(site, Family::V6) {
         out.push_str(&format!("\n# Network {name}, IPv6 ({})\n", n.net));
-        if let Some(relay) = n.relay {
-            out.push_str(&format!(
-                "# Reached through the DHCPv6 relay at {relay}: dnsmasq picks this range by the\n# link-address of the requests it forwards.\n"
-            ));
-        }
+        out.push_str(&relay_comment(n, "dnsmasq picks this range"));
         match n.dhcp_range {
             Some(r) => out.push_str(&format!(
                 "dhcp-range=set:{name},{},{},{},{}\n",

@@ -1,6 +1,6 @@
 //! ISC dhcpd's configs: `dhcp/dhcpd.conf` and, for IPv6 networks,
 //! `dhcp/dhcpd6.conf` (`dhcpd -6`).
-use super::{boot6, header, joined, subnets, Boot, Reservation};
+use super::{boot6, header, joined, relay_comment, subnets, Boot, Reservation};
 use crate::render::settings::Dhcp;
 use crate::resolve::net::Family;
 use crate::resolve::site::SiteModel;
@@ -55,11 +55,7 @@ pub(super) fn config4(site: &SiteModel, boot: &Boot, reservations: &[Reservation
     out.push_str("}\n");
     for (_, name, n) in subnets(site, Family::V4) {
         out.push_str(&format!("\n# Network {name}\n"));
-        if let Some(relay) = n.relay {
-            out.push_str(&format!(
-                "# Reached through the DHCP relay at {relay}: dhcpd picks this subnet by the\n# relay's address (giaddr) in the requests it forwards.\n"
-            ));
-        }
+        out.push_str(&relay_comment(n, "dhcpd picks this subnet"));
         out.push_str(&format!("subnet {} netmask {} {{\n", n.net.addr, n.net.netmask()));
         if let Some(r) = n.dhcp_range {
             out.push_str(&format!("  range {} {};\n", r.start, r.end));
@@ -116,11 +112,7 @@ pub(super) fn config6(site: &SiteModel, boot: &Boot, reservations: &[Reservation
     out.push_str("}\n");
     for (_, name, n) in subnets(site, Family::V6) {
         out.push_str(&format!("\n# Network {name}, IPv6\n"));
-        if let Some(relay) = n.relay {
-            out.push_str(&format!(
-                "# Reached through the DHCPv6 relay at {relay}: dhcpd picks this subnet by the\n# link-address of the requests it forwards.\n"
-            ));
-        }
+        out.push_str(&relay_comment(n, "dhcpd picks this subnet"));
         out.push_str(&format!("subnet6 {} {{\n", n.net));
         if let Some(r) = n.dhcp_range {
             out.push_str(&format!("  range6 {} {};\n", r.start, r.end));

@@ -104,6 +104,20 @@ fn subnets<'a>(site: &'a SiteModel, family: Family) -> impl Iterator<Item = (usi
         .filter_map(move |(i, n)| n.subnet(family).map(|s| (i, n.name.as_str(), s)))
 }
 
+/// For a network behind a relay, comment lines saying how the server
+/// (`picks`: "dnsmasq picks this range") finds its requests.
+fn relay_comment(n: &Subnet, picks: &str) -> String {
+    match (n.relay, n.net.family()) {
+        (None, _) => String::new(),
+        (Some(relay), Family::V4) => format!(
+            "# Reached through the DHCP relay at {relay}: {picks} by the\n# relay's address (giaddr) in the requests it forwards.\n"
+        ),
+        (Some(relay), Family::V6) => format!(
+            "# Reached through the DHCPv6 relay at {relay}: {picks} by the\n# link-address of the requests it forwards.\n"
+        ),
+    }
+}
+
 fn joined(addresses: &[IpAddr], separator: &str) -> String {
     addresses
         .iter()
