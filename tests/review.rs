@@ -416,12 +416,13 @@ fn ci_docs_hold_valid_yaml_and_real_kiln_commands() {
 }
 
 /// The paths whose bytes differ between two rendered trees (`plan.json`
-/// aside: the diff compares it as data), as `<output>/<path>`.
+/// aside: the diff compares it as data; and kiln's own `.kiln.lock`), as
+/// `<output>/<path>`.
 fn differing(a: &Path, b: &Path) -> std::collections::BTreeSet<String> {
     let (ta, tb) = (tree(a), tree(b));
     ta.keys()
         .chain(tb.keys())
-        .filter(|p| !p.ends_with("/plan.json") && ta.get(*p) != tb.get(*p))
+        .filter(|p| !p.starts_with('.') && !p.ends_with("/plan.json") && ta.get(*p) != tb.get(*p))
         .cloned()
         .collect()
 }
