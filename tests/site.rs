@@ -479,6 +479,28 @@ fn ipv6_pool_exhausted() {
     );
 }
 
+/// A relayed IPv6 network that Kea could never answer (it takes relayed
+/// DHCPv6 only on a unicast address it listens on, and the lab names its
+/// executor by an IPv4 address) is an error at the relay, not a silent
+/// config.
+#[test]
+fn a_relayed_ipv6_network_kea_cannot_hear_is_refused() {
+    let err = render_fails(|r| {
+        edit(
+            r,
+            "sites/lab/site.yaml",
+            "  dhcp:\n",
+            "    - name: far6\n      ipv6: {cidr: \"fd00:99::/64\", relay: {address: \"fd00:99::1\"}}\n  dhcp:\n",
+        )
+    });
+    assert!(
+        err.contains("sites/lab/site.yaml:33:43:")
+            && err.contains("network `far6` is reached through a DHCPv6 relay, and Kea takes relayed requests only on a unicast address")
+            && err.contains("values.dhcp.interfaces6"),
+        "{err}"
+    );
+}
+
 /// A fixed IPv6 address is kept, and the pool skips it.
 #[test]
 fn a_fixed_ipv6_address_is_kept() {

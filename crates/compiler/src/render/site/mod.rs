@@ -186,6 +186,9 @@ fn infrastructure(site: &SiteModel, values: &Map<String, Value>) -> Result<BTree
         .dhcp
         .as_ref()
         .map_or(vec![DhcpServer::Dnsmasq], |d| d.servers.clone());
+    if servers.contains(&DhcpServer::Kea) {
+        dhcp::kea_relay_problem(site, &dhcp_settings).map_or(Ok(()), Err)?;
+    }
     let (dhcp, zones) = rayon::join(
         || {
             servers

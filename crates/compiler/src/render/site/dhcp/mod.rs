@@ -16,6 +16,7 @@
 use std::net::IpAddr;
 
 use super::ipxe::{self, Served};
+use crate::diag::Diagnostics;
 use crate::load::kinds::DhcpServer;
 use crate::render::settings::Dhcp;
 use crate::resolve::net::Family;
@@ -137,6 +138,38 @@ pub(crate) fn tftp_server(site: &SiteModel, dhcp: &Dhcp) -> Option<String> {
     Some(dhcp.tftp_server.clone())
         .filter(|s| !s.is_empty() && !s.contains(':'))
         .or_else(|| site.boot_server_ip.filter(IpAddr::is_ipv4).map(|ip| ip.to_string()))
+}
+
+/// A DHCPv6 relay forwards to a unicast address, and kea-dhcp6 receives on
+/// one only when told (`kea::interfaces6`): a relayed IPv6 network, with
+/// no `values.dhcp.interfaces6` and no network with `ipv6.interface`
+/// holding the boot server's IPv6 address, would never be answered.
+pub(super) fn kea_relay_problem(site: &SiteModel, dhcp: &Dhcp) -> Option<Diagnostics> {
+    if !dhcp.interfaces6.is_empty() {
+        return None;
+    }
+    let unicast = site.networks.iter().any(|n| {
+        n.v6.as_ref()
+            .is_some_and(|s| s.interface.is_some() && site.boot_server_ip.is_some_and(|ip| s.net.contains(ip)))
+    });
+    let (i, n) = site
+        .networks
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.v6.as_ref().is_some_and(|s| s.relay.is_some()))?;
+    (!unicast).then(|| {
+        Diagnostics::from(site.input.error(
+            &format!("/spec/networks/{i}/ipv6/relay"),
+            false,
+            format!(
+                "network `{}` is reached through a DHCPv6 relay, and Kea takes relayed requests only on a unicast address it listens on: \
+                 kiln uses the boot server's IPv6 address, on the network that holds it, and no network with `ipv6.interface` holds one; \
+                 declare the server's own network (`ipv6: {{cidr: ..., interface: ...}}`) and name the executor by that address, \
+                 or set `values.dhcp.interfaces6` (e.g. [\"eth0/2001:db8::2\"])",
+                n.name
+            ),
+        ))
+    })
 }
 
 /// The files of one server: `(path, text)`.
