@@ -30,6 +30,7 @@ bench: build
 	bash bench/run.sh
 
 bench-serve: build
+	bash .ci/bench-deps
 	bash bench/serve.sh
 
 bench-peers: build

@@ -11,10 +11,8 @@ cd "$(dirname "$0")/.."
 machines=${1:-10000}
 dir=${TMPDIR:-/tmp}/kiln-bench-serve
 kiln=$PWD/target/release/kiln
-# The load generator: Debian's wrk, installed when missing.
-for tool in wrk:wrk nginx:nginx-light; do
-  command -v "${tool%%:*}" >/dev/null || { echo "installing ${tool#*:} (Debian)" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null; }
-done
+# The load generator (wrk) and the reference (nginx), installed when missing.
+bash .ci/bench-deps
 python3 bench/gen.py "$dir" "$machines" 0 >/dev/null
 "$kiln" -C "$dir" render dc1 2>/dev/null
 rm -rf "$dir/state" && mkdir -p "$dir/state"

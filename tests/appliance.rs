@@ -327,6 +327,13 @@ fn kiln_out(args: &[&str]) -> Run {
     kiln(Path::new("."), args)
 }
 
+/// Adds operator `name` with `role` to the operators file `ops`; their token.
+fn add_operator(ops: &str, name: &str, role: &str) -> String {
+    let run = kiln_out(&["serve", "add-operator", name, "--role", role, "--operators", ops]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_string()
+}
+
 // ---------------------------------------------------------------- TLS
 
 #[test]
@@ -478,11 +485,7 @@ fn the_boot_listener_serves_boots_over_http_and_nothing_of_the_operator_api() {
 fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
     let site = Site::new(0);
     let ops = site.p("operators.yaml");
-    let add = |name: &str, role: &str| {
-        let run = kiln_out(&["serve", "add-operator", name, "--role", role, "--operators", &ops]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        run.stdout.trim().to_string()
-    };
+    let add = |name: &str, role: &str| add_operator(&ops, name, role);
     let (vera, olga, ada) = (add("vera", "viewer"), add("olga", "operator"), add("ada", "admin"));
     assert_eq!(vera.len(), 64);
     let file = std::fs::read_to_string(&ops).unwrap();
@@ -567,10 +570,7 @@ fn roles_limit_what_each_operator_may_do_and_the_audit_names_them() {
 fn an_event_stream_ends_when_its_operator_is_removed() {
     let site = Site::new(0);
     let ops = site.p("operators.yaml");
-    let vic = kiln_out(&["serve", "add-operator", "vic", "--role", "viewer", "--operators", &ops])
-        .stdout
-        .trim()
-        .to_string();
+    let vic = add_operator(&ops, "vic", "viewer");
     let s = site.serve(&["--operators", &ops]);
     let resp = s
         .agent
@@ -986,6 +986,15 @@ fn active(s: &Exec) -> String {
     plans(s)["active"].as_str().unwrap_or_default().to_string()
 }
 
+/// Re-renders the site under a running executor and waits for it to take
+/// the new plan: the digests of the first plan and the second.
+fn second_plan(site: &Site, s: &Exec) -> (String, String) {
+    let a = active(s);
+    rerender(site, "u.example.net");
+    wait_for("plan B", Duration::from_secs(10), || active(s) != a);
+    (a, active(s))
+}
+
 /// Changes the site (a new plan digest) and renders it.
 fn rerender(site: &Site, domain: &str) {
     let path = site.path("sites/t/site.yaml");
@@ -1013,10 +1022,7 @@ fn confirm(s: &Exec, path: &str, token: &str) -> Http {
 fn a_rollback_pins_the_plan_before_and_a_new_plan_json_waits() {
     let site = Site::new(0);
     let s = site.serve(&[]);
-    let a = active(&s);
-    rerender(&site, "u.example.net");
-    wait_for("plan B", Duration::from_secs(10), || active(&s) != a);
-    let b = active(&s);
+    let (a, b) = second_plan(&site, &s);
     let history = plans(&s);
     assert_eq!(history["plans"].as_array().unwrap().len(), 2, "{history}");
     // Rolled back: A serves again (its files, from the history), pinned.
@@ -1178,10 +1184,7 @@ fn unpack(bundle: &Path, into: &Path) -> Vec<(String, Vec<u8>)> {
 fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
     let site = Site::new(0);
     let ops = site.p("operators.yaml");
-    let viewer = kiln_out(&["serve", "add-operator", "vic", "--role", "viewer", "--operators", &ops])
-        .stdout
-        .trim()
-        .to_string();
+    let viewer = add_operator(&ops, "vic", "viewer");
     let pki = make_pki("lab", false);
     site.tls(&pki);
     let s = site.serve_tls(&["--operators", &ops]);
@@ -1300,10 +1303,7 @@ fn a_diagnostics_bundle_holds_what_support_needs_and_no_secret() {
 fn a_pin_holds_even_when_the_pinned_plan_cannot_be_served() {
     let site = Site::new(0);
     let s = site.serve(&[]);
-    let a = active(&s);
-    rerender(&site, "u.example.net");
-    wait_for("plan B", Duration::from_secs(10), || active(&s) != a);
-    let b = active(&s);
+    let (a, b) = second_plan(&site, &s);
     assert_eq!(confirm(&s, "/v1/plans/rollback", ADMIN).status, 200);
     drop(s);
     let db = sqlite(&site.path("state/kiln.db"));

@@ -27,26 +27,26 @@ struct Net {
     relay_process: Option<Child>,
 }
 
-/// The addresses of a routed topology, by family.
+/// An address family, with the addresses of its routed topology.
 #[derive(Clone, Copy)]
-enum Routed {
+enum Family {
     V4,
     V6,
 }
 
-impl Routed {
+impl Family {
     /// The server's address, the relay's towards it and on the far network,
     /// the far network, and the server's next hop to it.
     fn addresses(self) -> [&'static str; 5] {
         match self {
-            Routed::V4 => [
+            Family::V4 => [
                 "198.18.1.2/24",
                 "198.18.1.1/24",
                 "10.9.0.1/24",
                 "10.9.0.0/24",
                 "198.18.1.1",
             ],
-            Routed::V6 => [
+            Family::V6 => [
                 "fd00:18:1::2/64",
                 "fd00:18:1::1/64",
                 "fd00:9::1/64",
@@ -126,9 +126,9 @@ impl Net {
     /// 198.18.1.1, and the server's namespace with 198.18.1.2 and a route
     /// to 10.9.0.0/24 through the relay. The relay is dnsmasq relaying
     /// (`--dhcp-relay`), with 10.9.0.1 as the giaddr it forwards with. The
-    /// same over IPv6 with `Routed::V6`: fd00:9::/64 behind fd00:9::1, the
+    /// same over IPv6 with `Family::V6`: fd00:9::/64 behind fd00:9::1, the
     /// server at fd00:18:1::2.
-    fn routed(dir: &Path, addresses: Routed) -> Net {
+    fn routed(dir: &Path, addresses: Family) -> Net {
         let id = unique_id();
         let net = Net {
             server: format!("kiln-rly-s{id}"),
@@ -324,14 +324,28 @@ also request dhcp6.bootfile-url;
             .collect()
     }
 
-    /// Starts a server inside the server namespace, with these extra
-    /// environment variables.
-    fn serve(&self, command: &[&str], env: &[(&str, &Path)], log: &Path) -> Child {
+    /// Starts the server `name` (`command`) inside the server namespace,
+    /// its output in `dir/name.log` and `.err`.
+    ///
+    /// What a site's Kea needs when systemd does not make it (docs/sites.md):
+    /// the lease file's directory, and a directory for its PID file and its
+    /// logger's lock file. All of it lives in the test's directory `dir`, so
+    /// the test needs no /var/lib/kea or /run/kea, and two runs at once (or a
+    /// PID file a killed Kea left behind) cannot stop each other's Kea.
+    /// dhcpd gets the empty lease files it wants.
+    fn serve(&self, dir: &Path, name: &str, command: &[String]) -> Child {
+        let kea_dir = dir.join("kea");
+        std::fs::create_dir_all(&kea_dir).unwrap();
+        for leases in ["dhcpd.leases", "dhcpd6.leases"] {
+            std::fs::write(dir.join(leases), "").unwrap();
+        }
+        let log = dir.join(format!("{name}.log"));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server])
             .args(command)
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
+            .env("KEA_PIDFILE_DIR", &kea_dir)
+            .env("KEA_LOCKFILE_DIR", &kea_dir)
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
             .spawn()
             .unwrap();
@@ -444,19 +458,8 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     let run = kiln(r, &["render"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let net = Net::new();
-    // What a site's Kea needs when systemd does not make it (docs/sites.md):
-    // the lease file's directory, and a directory for its PID file and its
-    // logger's lock file. All of it lives in this test's temporary directory,
-    // so the test needs no /var/lib/kea or /run/kea, and two runs at once (or
-    // a PID file a killed Kea left behind) cannot stop each other's Kea.
-    let kea_dir = r.join("kea");
-    std::fs::create_dir_all(&kea_dir).unwrap();
-    std::fs::write(r.join("dhcpd.leases"), "").unwrap();
-    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
-    for (name, command) in servers(r, "d", &net) {
-        let command: Vec<&str> = command.iter().map(String::as_str).collect();
-        let env = if name == "kea" { kea_env } else { &[] };
-        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
+    for (name, command) in servers(r, "d", &net, Family::V4) {
+        let mut server = net.serve(r, name, &command);
         net.client_mac("52:54:00:00:00:01");
         // Each architecture gets its own build, or no boot file at all.
         let expect = [
@@ -494,9 +497,16 @@ fn every_dhcp_server_boots_every_kind_of_client() {
     }
 }
 
-/// The three servers' commands, as each runs with its rendered config.
-fn servers(r: &Path, site: &str, net: &Net) -> Vec<(&'static str, Vec<String>)> {
+/// The three servers' commands for one family, as each runs with its
+/// rendered config.
+fn servers(r: &Path, site: &str, net: &Net, family: Family) -> Vec<(&'static str, Vec<String>)> {
     let dhcp = r.join("out").join(site).join("dhcp");
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    // dnsmasq serves both families from one config; Kea and dhcpd from one each.
+    let (kea, isc, flag) = match family {
+        Family::V4 => ("kea-dhcp4", "dhcpd", "-4"),
+        Family::V6 => ("kea-dhcp6", "dhcpd6", "-6"),
+    };
     vec![
         (
             "dnsmasq",
@@ -509,24 +519,20 @@ fn servers(r: &Path, site: &str, net: &Net) -> Vec<(&'static str, Vec<String>)> 
         ),
         (
             "kea",
-            vec![
-                "kea-dhcp4".into(),
-                "-c".into(),
-                dhcp.join("kea-dhcp4.json").display().to_string(),
-            ],
+            vec![kea.into(), "-c".into(), path(dhcp.join(format!("{kea}.json")))],
         ),
         (
             "isc",
             vec![
                 "dhcpd".into(),
-                "-4".into(),
+                flag.into(),
                 "-f".into(),
                 "-cf".into(),
-                dhcp.join("dhcpd.conf").display().to_string(),
+                path(dhcp.join(format!("{isc}.conf"))),
                 "-lf".into(),
-                r.join("dhcpd.leases").display().to_string(),
+                path(r.join(format!("{isc}.leases"))),
                 "-pf".into(),
-                r.join("dhcpd.pid").display().to_string(),
+                path(r.join(format!("{isc}.pid"))),
                 net.server_if.clone(),
             ],
         ),
@@ -561,15 +567,9 @@ fn every_dhcp_server_serves_a_network_behind_a_relay() {
     let kea = std::fs::read_to_string(r.join("out/r/dhcp/kea-dhcp4.json")).unwrap();
     assert!(kea.contains("\"ip-addresses\": [\n            \"10.9.0.1\""), "{kea}");
     std::fs::create_dir_all(r.join("tftp")).unwrap();
-    let kea_dir = r.join("kea");
-    std::fs::create_dir_all(&kea_dir).unwrap();
-    std::fs::write(r.join("dhcpd.leases"), "").unwrap();
-    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
-    let net = Net::routed(r, Routed::V4);
-    for (name, command) in servers(r, "r", &net) {
-        let command: Vec<&str> = command.iter().map(String::as_str).collect();
-        let env = if name == "kea" { kea_env } else { &[] };
-        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
+    let net = Net::routed(r, Family::V4);
+    for (name, command) in servers(r, "r", &net, Family::V4) {
+        let mut server = net.serve(r, name, &command);
         net.client_mac("52:54:00:00:09:01");
         for (client, boot_file) in [(IPXE, "http://198.18.1.2:8080/menu.ipxe"), (BIOS, "ipxe/undionly.kpxe")] {
             let lease = net.ask(r, name, client);
@@ -621,7 +621,7 @@ fn every_dhcp_server_serves_ipv6() {
 #[test]
 fn every_dhcp_server_serves_an_ipv6_network_behind_a_relay() {
     let repo = tempfile::tempdir().unwrap();
-    let net = Net::routed(repo.path(), Routed::V6);
+    let net = Net::routed(repo.path(), Family::V6);
     let networks = format!(
         "    - {{name: local, ipv6: {{cidr: \"fd00:18:1::/64\", interface: {}}}}}\n    - name: far\n      ipv6: {{cidr: \"fd00:9::/64\", relay: {{address: \"fd00:9::1\"}}, dns: [\"fd00:18:1::2\"], pool: {{start: \"fd00:9::10\", end: \"fd00:9::50\"}}, dhcpRange: {{start: \"fd00:9::100\", end: \"fd00:9::150\"}}}}\n",
         net.server_if
@@ -662,7 +662,6 @@ fn ipv6_site(r: &Path, boot: &str, networks: &str) -> Vec<(&'static str, Option<
     let run = kiln(r, &["render"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     std::fs::create_dir_all(r.join("tftp")).unwrap();
-    std::fs::create_dir_all(r.join("kea")).unwrap();
     vec![
         (IPXE6, Some(format!("http://[{boot}]:8080/menu.ipxe"))),
         (
@@ -684,48 +683,11 @@ const IPXE6: &str = "send dhcp6.kiln-user-class 00:04:69:50:58:45;";
 /// machine gets `reserved` and each expected URL, an unknown one a lease
 /// from `range`.
 fn serve_ipv6(r: &Path, net: &Net, (reserved, first, last): (&str, &str, &str), expect: &[(&str, Option<String>)]) {
-    std::fs::write(r.join("dhcpd6.leases"), "").unwrap();
-    let kea_dir = r.join("kea");
-    let kea_env: &[(&str, &Path)] = &[("KEA_PIDFILE_DIR", &kea_dir), ("KEA_LOCKFILE_DIR", &kea_dir)];
     let lock = std::fs::read_to_string(r.join("out/six/ipam.lock.yaml")).unwrap();
     assert!(lock.contains(&format!("ip: {reserved}\n")), "{lock}");
-    let dhcp = r.join("out/six/dhcp");
-    let arg = |p: &Path| p.display().to_string();
-    let servers: [(&str, Vec<String>); 3] = [
-        (
-            "dnsmasq",
-            vec![
-                "dnsmasq".into(),
-                format!("--conf-file={}", dhcp.join("dnsmasq.conf").display()),
-                "--no-daemon".into(),
-                format!("--dhcp-leasefile={}", r.join("dnsmasq.leases").display()),
-            ],
-        ),
-        (
-            "kea",
-            vec!["kea-dhcp6".into(), "-c".into(), arg(&dhcp.join("kea-dhcp6.json"))],
-        ),
-        (
-            "isc",
-            vec![
-                "dhcpd".into(),
-                "-6".into(),
-                "-f".into(),
-                "-cf".into(),
-                arg(&dhcp.join("dhcpd6.conf")),
-                "-lf".into(),
-                arg(&r.join("dhcpd6.leases")),
-                "-pf".into(),
-                arg(&r.join("dhcpd6.pid")),
-                net.server_if.clone(),
-            ],
-        ),
-    ];
     let range: std::ops::RangeInclusive<std::net::Ipv6Addr> = first.parse().unwrap()..=last.parse().unwrap();
-    for (name, command) in servers {
-        let command: Vec<&str> = command.iter().map(String::as_str).collect();
-        let env = if name == "kea" { kea_env } else { &[] };
-        let mut server = net.serve(&command, env, &r.join(format!("{name}.log")));
+    for (name, command) in servers(r, "six", net, Family::V6) {
+        let mut server = net.serve(r, name, &command);
         for (send, url) in expect {
             let lease = net.ask6(r, name, KNOWN6, send);
             assert_eq!(

@@ -19,15 +19,7 @@ fn boot_vm(server: &Server, limit: Duration, console: &Path) -> String {
     let port = server.url.rsplit(':').next().unwrap();
     let status = Command::new("timeout")
         .arg(limit.as_secs().to_string())
-        .args([
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .args(QEMU_TCG)
         .args([
             "-netdev",
             &format!("user,id=n0,bootfile=http://10.0.2.2:{port}/menu.ipxe"),

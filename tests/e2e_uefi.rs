@@ -236,16 +236,8 @@ fn boot(tag: &str, r: &Path, via: Via) -> Boot {
     let console = r.join("console.log");
     let status = ns
         .command("timeout")
-        .args([
-            "400",
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-no-reboot",
-        ])
+        .arg("400")
+        .args(QEMU_TCG)
         .args(["-drive", &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}")])
         .args([
             "-drive",

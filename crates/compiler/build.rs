@@ -3,32 +3,21 @@
 //! part of every inputs digest, so out/ rendered by other code is never
 //! taken for fresh, even between two builds of one version.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, files);
-        } else {
-            files.push(path);
-        }
-    }
-}
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let mut hasher = Sha256::new();
     for dir in [root.join("src"), root.join("../plan/src")] {
         println!("cargo:rerun-if-changed={}", dir.display());
-        let mut files = Vec::new();
-        walk(&dir, &mut files);
-        files.sort();
+        let files = walkdir::WalkDir::new(&dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(walkdir::DirEntry::into_path);
         for file in files {
             let rel = file.strip_prefix(&root).unwrap_or(&file).to_string_lossy().into_owned();
             let bytes = std::fs::read(&file).expect("source files are readable");

@@ -167,6 +167,18 @@ pub fn tiny_site(kernel: &[u8], initrd: &[u8]) -> tempfile::TempDir {
     repo
 }
 
+/// How every QEMU test runs its VM: software emulation, 512 MiB, no
+/// display, and exit instead of rebooting (the guest powers off when done).
+pub const QEMU_TCG: [&str; 7] = [
+    "qemu-system-x86_64",
+    "-accel",
+    "tcg",
+    "-m",
+    "512",
+    "-nographic",
+    "-no-reboot",
+];
+
 /// The tiny Linux guest of the QEMU tests (`tests/qemu/build-guest.sh`,
 /// built once under `target/`): its kernel and initrd.
 pub fn qemu_guest() -> (Vec<u8>, Vec<u8>) {

@@ -110,24 +110,10 @@ pub fn boot_path(repo: &Repo, model: &Model, options: &Options, mac: &str) -> Re
             });
         }
     }
-    answers.push(DhcpAnswer {
-        client: "iPXE (user class iPXE)".into(),
-        arches: Vec::new(),
-        via: "http",
-        loads: Some(dhcp::menu_url(site)),
-        server: None,
-        sha256: None,
-    });
+    answers.push(ipxe_answer(site));
     let mut dhcp6 = Vec::new();
     if site.networks[iface.network].v6.is_some() {
-        dhcp6.push(DhcpAnswer {
-            client: "iPXE (user class iPXE)".into(),
-            arches: Vec::new(),
-            via: "http",
-            loads: Some(dhcp::menu_url(site)),
-            server: None,
-            sha256: None,
-        });
+        dhcp6.push(ipxe_answer(site));
         for rule in dhcp::boot6(site, &served, &settings) {
             let kind = if rule.http { "HTTP boot" } else { "PXE" };
             dhcp6.push(DhcpAnswer {
@@ -173,6 +159,18 @@ pub fn boot_path(repo: &Repo, model: &Model, options: &Options, mac: &str) -> Re
             })
             .collect(),
     })
+}
+
+/// What iPXE (user class `iPXE`) is handed, over either family: the menu.
+fn ipxe_answer(site: &crate::resolve::site::SiteModel) -> DhcpAnswer {
+    DhcpAnswer {
+        client: "iPXE (user class iPXE)".into(),
+        arches: Vec::new(),
+        via: "http",
+        loads: Some(dhcp::menu_url(site)),
+        server: None,
+        sha256: None,
+    }
 }
 
 pub fn to_text(p: &BootPath) -> String {

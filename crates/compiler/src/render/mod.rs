@@ -49,6 +49,8 @@ pub struct Context<'a> {
     pub engine: Engine,
     overrides: &'a [Layer],
     builtin: Layer,
+    /// The templates every inputs digest covers (see `Context::new`).
+    shared_templates: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Context<'a> {
@@ -61,11 +63,27 @@ impl<'a> Context<'a> {
                 .expect("built-in values parse")
                 .remove(0),
         };
+        // Any template may name any other: when one includes, imports or
+        // extends another, every output's digest covers every template.
+        // Otherwise none: each digest already covers the templates its
+        // output renders.
+        let templates: Vec<(&'a str, &'a str)> = repo
+            .files
+            .iter()
+            .filter(|(path, _)| path.ends_with(".j2"))
+            .map(|(path, text)| (path, text.as_ref()))
+            .collect();
+        let shared_templates = if templates.iter().any(|(_, text)| uses_other_templates(text)) {
+            templates
+        } else {
+            Vec::new()
+        };
         Ok(Context {
             repo,
             engine,
             overrides,
             builtin,
+            shared_templates,
         })
     }
 
@@ -136,27 +154,8 @@ impl<'a> Context<'a> {
         }
         // The IPAM lock is left out: it is also an output, and hashing it
         // would make every render after the first differ from it.
-        parts.extend(self.templates());
+        parts.extend(self.shared_templates.iter().copied());
         self.digest(parts)
-    }
-
-    /// Every template of the repository when any template includes,
-    /// imports or extends another (it may name any): each output's digest
-    /// then covers them all. Otherwise none: each digest already covers the
-    /// templates its output renders.
-    fn templates(&self) -> Vec<(&'a str, &'a str)> {
-        let templates: Vec<(&'a str, &'a str)> = self
-            .repo
-            .files
-            .iter()
-            .filter(|(path, _)| path.ends_with(".j2"))
-            .map(|(path, text)| (path, text.as_ref()))
-            .collect();
-        if templates.iter().any(|(_, text)| uses_other_templates(text)) {
-            templates
-        } else {
-            Vec::new()
-        }
     }
 
     /// SHA-256 over the paths and contents of everything a cluster's
@@ -169,7 +168,7 @@ impl<'a> Context<'a> {
         for r in &cluster.recipes {
             parts.push((&r.file, self.text(&r.file)));
         }
-        parts.extend(self.templates());
+        parts.extend(self.shared_templates.iter().copied());
         self.digest(parts)
     }
 

@@ -135,9 +135,14 @@ pub(crate) fn menu_url(site: &SiteModel) -> String {
 /// The TFTP server IPv4 PXE clients are sent to (`next-server`): the
 /// setting, or the boot server's address when it is an IPv4 one.
 pub(crate) fn tftp_server(site: &SiteModel, dhcp: &Dhcp) -> Option<String> {
-    Some(dhcp.tftp_server.clone())
-        .filter(|s| !s.is_empty() && !s.contains(':'))
+    tftp_setting(dhcp)
+        .map(str::to_string)
         .or_else(|| site.boot_server_ip.filter(IpAddr::is_ipv4).map(|ip| ip.to_string()))
+}
+
+/// `values.dhcp.tftpServer`, when set to an IPv4 server.
+fn tftp_setting(dhcp: &Dhcp) -> Option<&str> {
+    Some(dhcp.tftp_server.as_str()).filter(|s| !s.is_empty() && !s.contains(':'))
 }
 
 /// A DHCPv6 relay forwards to a unicast address, and kea-dhcp6 receives on
@@ -179,7 +184,7 @@ pub(super) fn render(server: DhcpServer, site: &SiteModel, dhcp: &Dhcp) -> Vec<(
         menu_url: menu_url(site),
         support: ipxe::support(&served),
         builds: served,
-        tftp_explicit: !dhcp.tftp_server.is_empty() && !dhcp.tftp_server.contains(':'),
+        tftp_explicit: tftp_setting(dhcp).is_some(),
         tftp_server: tftp_server(site, dhcp),
         lease_time: dhcp.lease_time,
     };
