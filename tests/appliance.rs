@@ -803,7 +803,7 @@ fn a_backup_taken_during_a_storm_restores_everything_acknowledged_before_it() {
     ]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(
-        ok.stdout.contains("schema version 2") && ok.stdout.contains("under plan "),
+        ok.stdout.contains("schema version 3") && ok.stdout.contains("under plan "),
         "{}",
         ok.stdout
     );
@@ -971,7 +971,7 @@ fn a_corrupt_or_newer_state_database_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
-        stderr.contains("schema version 99 was written by a newer kiln (this one knows up to 2)"),
+        stderr.contains("schema version 99 was written by a newer kiln (this one knows up to 3)"),
         "{stderr}"
     );
 }

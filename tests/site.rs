@@ -579,7 +579,7 @@ fn unknown_blueprint() {
     });
     assert!(
         err.contains(&format!(
-            "{NEW}:6:14: unknown blueprint `rhel10`, expected one of commission, rhel9, talos, windows2022"
+            "{NEW}:6:14: unknown blueprint `rhel10`, expected one of commission, discovery, rhel9, talos, windows2022"
         )),
         "{err}"
     );

@@ -160,6 +160,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         origins: BTreeMap::new(),
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
+        discovery: plan.discovery,
     })
 }
 

@@ -38,7 +38,7 @@ pub struct BootPathArgs {
 
 /// Loads and resolves the repository, then runs `f` on it with the
 /// command's value layers; both commands render in memory from there.
-fn with_model<T>(
+pub(super) fn with_model<T>(
     session: &Session,
     values: &ValueArgs,
     f: impl FnOnce(&Repo, &Model, &Options) -> Result<T, Diagnostics>,

@@ -9,6 +9,7 @@ mod client;
 mod diff;
 mod explain;
 mod failure;
+mod fleet;
 mod render;
 mod scaffold;
 mod schema;
@@ -79,6 +80,10 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Show the machines of a running executor by state.
     Status(status::StatusArgs),
+    /// Write Machine documents for hardware a running executor discovered.
+    Adopt(fleet::AdoptArgs),
+    /// Compare installed machines' reported facts with the repository.
+    Drift(fleet::DriftArgs),
     /// Download a running executor's diagnostics bundle (admin).
     Diag(serve::DiagArgs),
     /// Print a shell completion script.
@@ -197,6 +202,8 @@ fn dispatch(cli: Cli, stdout: &mut dyn Write, stderr: &Stderr, stdout_is_termina
         Command::Serve(args) => serve::serve(*args, stdout),
         Command::Diag(args) => serve::diag(args, stdout),
         Command::Status(args) => status::run(args, stdout),
+        Command::Adopt(args) => fleet::adopt(&session()?, args, stdout),
+        Command::Drift(args) => fleet::drift(&session()?, args, stdout),
         Command::Completions { shell } => completions(shell, stdout),
         Command::Man => man(stdout),
         Command::Schema(args) => schema::schema(args, stdout),

@@ -45,7 +45,11 @@ pub(super) fn status(client: &Client, json: bool, stdout: &mut dyn Write) -> Res
             .map(|m| {
                 [
                     m.name.clone(),
-                    m.state.to_string(),
+                    if m.stale {
+                        format!("{} (stale)", m.state)
+                    } else {
+                        m.state.to_string()
+                    },
                     m.generation.to_string(),
                     m.ip.clone(),
                     m.mac.to_string(),
@@ -81,7 +85,11 @@ pub(super) fn status(client: &Client, json: bool, stdout: &mut dyn Write) -> Res
         for m in &list.machines {
             *counts.entry(m.state.as_str()).or_insert(0) += 1;
         }
-        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let mut summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let stale = list.machines.iter().filter(|m| m.stale).count();
+        if stale > 0 {
+            summary.push(format!("{stale} stale (no agent report for three intervals)"));
+        }
         writeln!(
             stdout,
             "\n{} machines of site {}: {}",

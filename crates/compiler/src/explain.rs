@@ -72,6 +72,9 @@ fn layers_for(cx: &Context, model: &Model, name: &str, origin: &Origin) -> Vec<L
             .map(|c| cx.cluster_layers(c))
             .unwrap_or_default(),
         ValuesOf::Site => site().map(|s| cx.site_layers(s.input)).unwrap_or_default(),
+        ValuesOf::Discovery { .. } => site()
+            .and_then(|s| Some(cx.machine_layers(s.input, None, s.discovery?)))
+            .unwrap_or_default(),
         ValuesOf::Machine { machine, blueprint, .. } => site()
             .and_then(|s| {
                 let m = s.machines.iter().find(|m| m.name() == machine)?;

@@ -35,6 +35,14 @@ pub fn install_file(machine: &str, step: StepName, file: &str) -> String {
     }
 }
 
+/// What a MAC the site does not know boots when discovery is on.
+pub const DISCOVERY_BOOT: &str = "boot/discovery.ipxe";
+
+/// The discovery script (a machine name cannot start with `_`).
+pub fn discovery_file(file: &str) -> String {
+    format!("install/_discovery/{file}")
+}
+
 /// A DNS zone of a site.
 pub fn zone(name: &str) -> String {
     format!("dns/{name}.zone")
@@ -61,6 +69,8 @@ pub enum ValuesOf {
     Site,
     /// The cluster's layers.
     Cluster,
+    /// The site's layers over the discovery blueprint's.
+    Discovery { blueprint: String },
     /// One machine's layers for one step of its workflow.
     Machine {
         machine: String,

@@ -8,6 +8,7 @@
 pub mod boot_path;
 pub mod diag;
 pub mod diff;
+pub mod drift;
 pub mod emit;
 pub mod explain;
 pub mod layout;

@@ -16,16 +16,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
+use super::agents::{self, Bearer};
 use super::guard::BLOCK;
 use super::listener::{Peer, Scheme};
-use super::machines::{self, Boot, Events, LiveRun};
+use super::machines::{self, Boot, Events};
 use super::metrics::{Counter, Gauge};
 use super::operators::Role;
 use super::plan::{step, ActivePlan};
 use super::{artifacts, backup, clock, diag, history, log, secrets, store, Activation, App};
 use kiln_plan::{
-    ErrorAnswer, Mac, MachineList, MachineState, PlanActionDone, PlanActionPending, ReportAnswer, ReprovisionDone,
-    ReprovisionPending,
+    placeholder, AgentAnswer, DiscoveredList, ErrorAnswer, FactsList, Mac, MachineList, MachineState, PlanActionDone,
+    PlanActionPending, ReportAnswer, ReprovisionDone, ReprovisionPending,
 };
 
 /// The OpenAPI document of these endpoints.
@@ -44,7 +45,7 @@ pub(crate) enum Surface {
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
-    // The facts handler reads its body itself, within its own limit.
+    // The report handlers read their bodies themselves, within their own limit.
     let facts_limit = DefaultBodyLimit::disable();
     let mut router = Router::new()
         .route("/menu.ipxe", get(menu))
@@ -52,6 +53,7 @@ pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
         .route("/install/{token}/{file}", get(install))
         .route("/artifacts/{*path}", get(artifact))
         .route("/v1/agents/facts", post(facts).layer(facts_limit))
+        .route("/v1/agents/checkin", post(checkin).layer(facts_limit))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }));
     // The provisioning network learns whether a plan is active, not why.
     router = match surface {
@@ -63,6 +65,8 @@ pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
             .route("/v1/machines", get(machines_list))
             .route("/v1/machines/{name}", get(machine_get))
             .route("/v1/machines/{name}/reprovision", post(reprovision))
+            .route("/v1/facts", get(facts_list))
+            .route("/v1/discovered", get(discovered_list))
             .route("/v1/audit", get(audit))
             .route("/v1/events", get(events))
             .route("/v1/plans", get(plans_list))
@@ -210,8 +214,18 @@ fn server_url(app: &App, scheme: Scheme, headers: &HeaderMap) -> String {
 }
 
 /// A served file with its placeholders filled.
-fn filled(content: &[u8], server: &str, token: &str, secrets: Option<&secrets::Secrets>) -> Result<Vec<u8>, ApiError> {
-    secrets::fill(content, server, token, secrets).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))
+fn filled(content: &[u8], with: &secrets::Fill) -> Result<Vec<u8>, ApiError> {
+    secrets::fill(content, with).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// A boot script's placeholders: the server and the token, nothing secret.
+fn boot_fill<'a>(server: &'a str, token: &'a str) -> secrets::Fill<'a> {
+    secrets::Fill {
+        server,
+        token,
+        agent: "",
+        secrets: None,
+    }
 }
 
 async fn menu(State(app): State<Arc<App>>, Extension(scheme): Extension<Scheme>, headers: HeaderMap) -> Answer {
@@ -220,7 +234,7 @@ async fn menu(State(app): State<Arc<App>>, Extension(scheme): Extension<Scheme>,
         .file("boot/menu.ipxe")
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no menu"))?;
     Ok(plain(
-        filled(file, &server_url(&app, scheme, &headers), "", None)?,
+        filled(file, &boot_fill(&server_url(&app, scheme, &headers), ""))?,
         "text/plain; charset=utf-8",
     ))
 }
@@ -255,8 +269,28 @@ async fn boot(
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "`mac` must be a MAC address"))?;
     let digest = plan.digest.clone();
     let Some(machine) = plan.machine_by_mac(&mac).cloned() else {
-        commit(&app, move |t, events| machines::discovered(t, mac, &digest, events)).await?;
-        return Ok(local_disk("unknown machine, recorded as discovered"));
+        let discovery = plan
+            .plan
+            .discovery
+            .as_ref()
+            .and_then(|d| plan.file(&d.boot_script))
+            .cloned();
+        let (timing, discovering) = (app.opts.timing, discovery.is_some());
+        let token = commit(&app, move |t, events| {
+            machines::discovered(t, mac, &digest, events)?;
+            discovering.then(|| agents::discovery_token(t, mac, timing)).transpose()
+        })
+        .await?;
+        return match (discovery, token) {
+            (Some(script), Some(token)) => {
+                log(&format!("boot: {mac} is unknown; serving the discovery script"));
+                Ok(plain(
+                    filled(&script, &boot_fill(&server_url(&app, scheme, &headers), &token))?,
+                    "text/plain; charset=utf-8",
+                ))
+            }
+            _ => Ok(local_disk("unknown machine, recorded as discovered")),
+        };
     };
     let (timing, planned) = (app.opts.timing, machine.clone());
     match commit(&app, move |t, events| {
@@ -277,18 +311,24 @@ async fn boot(
                 .and_then(|s| plan.file(&s.boot_script))
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
             Ok(plain(
-                filled(script, &server_url(&app, scheme, &headers), &token, None)?,
+                filled(script, &boot_fill(&server_url(&app, scheme, &headers), &token))?,
                 "text/plain; charset=utf-8",
             ))
         }
     }
 }
 
-/// The live run of a token; every dead or unknown token gets 401.
-async fn authorize(app: &App, token: &str) -> Result<LiveRun, ApiError> {
+/// The live run (or discovery) of a token; every dead or unknown token
+/// gets 401.
+async fn authorize(app: &App, token: &str) -> Result<Bearer, ApiError> {
     let token = token.to_string();
     app.store
-        .write(move |t| machines::live_run(t, &token))
+        .write(move |t| {
+            Ok(match machines::live_run(t, &token)? {
+                Some(run) => Some(Bearer::Run(run)),
+                None => agents::discovery_mac(t, &token)?.map(Bearer::Discovery),
+            })
+        })
         .await
         .map_err(internal)?
         .ok_or_else(|| {
@@ -315,19 +355,49 @@ async fn install(
     Path((token, file)): Path<(String, String)>,
 ) -> Answer {
     let plan = active_plan(&app)?;
-    let run = authorize(&app, &token).await?;
+    let same_name = |path: &&str| path.rsplit('/').next() == Some(file.as_str());
+    let server = server_url(&app, scheme, &headers);
+    let run = match authorize(&app, &token).await? {
+        Bearer::Run(run) => run,
+        Bearer::Discovery(_) => {
+            let script = plan
+                .plan
+                .discovery
+                .as_ref()
+                .map(|d| d.install_file.as_str())
+                .filter(same_name)
+                .and_then(|p| plan.file(p))
+                .ok_or_else(|| error(StatusCode::NOT_FOUND, "discovery serves no such file"))?;
+            return Ok(plain(filled(script, &boot_fill(&server, &token))?, content_type(&file)));
+        }
+    };
     let content = plan
         .machine(&run.machine)
         .and_then(|m| step(m, run.step))
         .and_then(|s| s.install_file.as_deref())
-        .filter(|p| p.rsplit('/').next() == Some(file.as_str()))
+        .filter(same_name)
         .and_then(|p| plan.file(p))
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "this run serves no such file"))?;
-    let body = filled(content, &server_url(&app, scheme, &headers), &token, Some(&app.secrets)).inspect_err(|e| {
+    // An install file that sets up the machine's agent gets a new agent
+    // credential; the one before stops working.
+    let agent = content
+        .windows(placeholder::AGENT_TOKEN.len())
+        .any(|w| w == placeholder::AGENT_TOKEN.as_bytes())
+        .then(machines::mint_token);
+    let with = secrets::Fill {
+        server: &server,
+        token: &token,
+        agent: agent.as_deref().unwrap_or_default(),
+        secrets: Some(&app.secrets),
+    };
+    let body = filled(content, &with).inspect_err(|e| {
         log(&format!("cannot serve the install file of {}: {}", run.machine, e.1));
     })?;
     let digest = plan.digest.clone();
     commit(&app, move |t, events| {
+        if let Some(agent) = &agent {
+            agents::mint_agent(t, &run.machine, agent)?;
+        }
         machines::install_fetched(t, &run, &digest, events)
     })
     .await?;
@@ -365,7 +435,65 @@ async fn facts(State(app): State<Arc<App>>, request: Request) -> Answer {
     let token = bearer(request.headers())
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer run token is required"))?
         .to_string();
-    let run = authorize(&app, &token).await?;
+    let who = authorize(&app, &token).await?;
+    let snapshot = snapshot(&app, request).await?;
+    let digest = plan.digest.clone();
+    let run = match who {
+        Bearer::Run(run) => run,
+        Bearer::Discovery(mac) => {
+            commit(&app, move |t, events| {
+                agents::discovered_facts(t, mac, &snapshot, &digest, events)
+            })
+            .await?;
+            return Ok(Json(json!({"mac": mac, "discovered": true})).into_response());
+        }
+    };
+    let (run_id, machine) = (run.id, run.machine.clone());
+    let state = commit(&app, move |t, events| {
+        machines::report(t, &run, &snapshot, &digest, events)
+    })
+    .await?;
+    Ok(Json(ReportAnswer {
+        machine,
+        run: run_id,
+        state,
+    })
+    .into_response())
+}
+
+/// `POST /v1/agents/checkin`: an installed machine's agent reports its
+/// facts with its agent credential.
+async fn checkin(State(app): State<Arc<App>>, request: Request) -> Answer {
+    let plan = active_plan(&app)?;
+    let token = bearer(request.headers())
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer agent credential is required"))?
+        .to_string();
+    let machine = app
+        .store
+        .read(|c| agents::agent_machine(c, &token))
+        .map_err(internal)?
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "the agent credential is unknown or was revoked (reprovisioned or reinstalled)",
+            )
+        })?;
+    let snapshot = snapshot(&app, request).await?;
+    let who = machine.clone();
+    commit(&app, move |t, events| agents::checkin(t, &who, &snapshot, events)).await?;
+    let next = plan
+        .machine(&machine)
+        .and_then(|m| m.agent_interval_seconds)
+        .unwrap_or(900);
+    Ok(Json(AgentAnswer {
+        machine,
+        next_in_seconds: next,
+    })
+    .into_response())
+}
+
+/// A report's `snapshot`, read within `BODY_TIMEOUT` and `--max-facts-kib`.
+async fn snapshot(app: &App, request: Request) -> Result<Value, ApiError> {
     let limit = app.opts.connections.max_facts_bytes;
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(request.into_body(), limit)).await {
         Ok(Ok(body)) => body,
@@ -377,21 +505,10 @@ async fn facts(State(app): State<Arc<App>>, request: Request) -> Answer {
         }
         Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "the report's body came too slowly")),
     };
-    let snapshot = match serde_json::from_slice::<Value>(&body) {
-        Ok(v) if v["snapshot"].is_object() => v["snapshot"].clone(),
-        _ => return Err(error(StatusCode::BAD_REQUEST, "the body must be {\"snapshot\": {...}}")),
-    };
-    let (digest, run_id, machine) = (plan.digest.clone(), run.id, run.machine.clone());
-    let state = commit(&app, move |t, events| {
-        machines::report(t, &run, &snapshot, &digest, events)
-    })
-    .await?;
-    Ok(Json(ReportAnswer {
-        machine,
-        run: run_id,
-        state,
-    })
-    .into_response())
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v["snapshot"].is_object() => Ok(v["snapshot"].clone()),
+        _ => Err(error(StatusCode::BAD_REQUEST, "the body must be {\"snapshot\": {...}}")),
+    }
 }
 
 /// Operator endpoints need an operator's bearer token (401 otherwise) of a
@@ -431,16 +548,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn machines_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     operator(&app, &headers, Role::Viewer)?;
     let plan = active_plan(&app)?;
-    let list = app
-        .store
-        .read(|c| {
-            plan.plan
-                .machines
-                .iter()
-                .map(|m| Ok(machines::machine_summary(m, store::machine_row(c, &m.name)?.as_ref())))
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(internal)?;
+    let statuses = app.store.read(|c| machines::statuses(c, None)).map_err(internal)?;
+    let at = clock::now();
+    let list = plan
+        .plan
+        .machines
+        .iter()
+        .map(|m| machines::machine_summary(m, statuses.get(&m.name), at))
+        .collect();
     let answer = MachineList {
         site: plan.plan.name.clone(),
         plan_digest: plan.digest.clone(),
@@ -463,6 +578,40 @@ async fn machine_get(State(app): State<Arc<App>>, headers: HeaderMap, Path(name)
         }
     }
     Ok(Json(detail).into_response())
+}
+
+/// `GET /v1/facts`: every machine's latest facts, for `kiln drift`.
+async fn facts_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers, Role::Operator)?;
+    let plan = active_plan(&app)?;
+    let list = app
+        .store
+        .read(|c| machines::latest_facts(c, &plan.plan))
+        .map_err(internal)?;
+    Ok(Json(FactsList {
+        site: plan.plan.name.clone(),
+        plan_digest: plan.digest.clone(),
+        machines: list,
+    })
+    .into_response())
+}
+
+/// `GET /v1/discovered`: the MACs that booted without being in the plan,
+/// with what their discovery script reported, for `kiln adopt`.
+async fn discovered_list(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    operator(&app, &headers, Role::Operator)?;
+    let plan = active_plan(&app)?;
+    let list = app.store.read(agents::discovered).map_err(internal)?;
+    // A MAC adopted since (now in the plan) is no longer unknown.
+    let machines = list
+        .into_iter()
+        .filter(|d| plan.machine_by_mac(&d.mac).is_none())
+        .collect();
+    Ok(Json(DiscoveredList {
+        site: plan.plan.name.clone(),
+        machines,
+    })
+    .into_response())
 }
 
 /// `{}` asks for a confirmation token; `{"confirm": "..."}` uses one.

@@ -7,6 +7,7 @@
 //! in SQLite (`store`). `plan` verifies and activates plans, `machines`
 //! holds the state machine, `http` the endpoints.
 
+mod agents;
 mod artifacts;
 mod backup;
 mod clock;

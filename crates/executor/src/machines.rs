@@ -7,12 +7,16 @@
 //! hardware check passed) before it installs. Every change is audited and
 //! published as an event.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::clock::{now, rfc3339};
 use super::store::{audit, exec, machine_row, row as query_row};
-use kiln_plan::{sha256_hex, Mac, MachineState, MachineSummary, Plan, PlannedMachine, RunOutcome, StepName};
+use kiln_plan::{
+    sha256_hex, Facts, Mac, MachineFacts, MachineState, MachineSummary, Plan, PlannedMachine, RunOutcome, StepName,
+};
 
 /// Days the hash of a dead token is kept (for redaction, never for access).
 const DEAD_TOKEN_DAYS: i64 = 30;
@@ -475,6 +479,7 @@ pub(crate) fn reprovision(
         "UPDATE machines SET installed_generation = NULL, commissioned_generation = NULL, fetched_generation = NULL WHERE name = ?1",
         [machine],
     )?;
+    super::agents::revoke_agent(t, machine)?;
     audit(t, actor, "reprovision", Some(machine), json!({}), digest)?;
     set_state(
         t,
@@ -487,9 +492,70 @@ pub(crate) fn reprovision(
     )
 }
 
+/// Where a machine is, beyond its plan entry: the state store's view.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Status {
+    pub state: Option<MachineState>,
+    pub last_seen: Option<i64>,
+    /// When its state last changed.
+    pub updated_at: i64,
+    pub agent_seen: Option<i64>,
+    pub run: Option<(i64, StepName)>,
+    pub last_report: Option<i64>,
+}
+
+/// The status of every machine the executor has seen (or of one).
+pub(crate) fn statuses(conn: &Connection, only: Option<&str>) -> rusqlite::Result<HashMap<String, Status>> {
+    let mut found = HashMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT m.name, m.state, m.last_seen, m.updated_at, a.last_seen, r.id, r.step,
+                (SELECT MAX(f.at) FROM facts f WHERE f.machine = m.name)
+         FROM machines m
+         LEFT JOIN agents a ON a.machine = m.name
+         LEFT JOIN runs r ON r.machine = m.name AND r.state = 'active'
+         WHERE ?1 IS NULL OR m.name = ?1",
+    )?;
+    let rows = statement.query_map([only], |r| {
+        let agent_seen: Option<i64> = r.get(4)?;
+        let reported: Option<i64> = r.get(7)?;
+        let run = match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<StepName>>(6)?) {
+            (Some(id), Some(step)) => Some((id, step)),
+            _ => None,
+        };
+        Ok((
+            r.get::<_, String>(0)?,
+            Status {
+                state: Some(r.get(1)?),
+                last_seen: r.get(2)?,
+                updated_at: r.get(3)?,
+                agent_seen,
+                run,
+                last_report: agent_seen.max(reported),
+            },
+        ))
+    })?;
+    for row in rows {
+        let (name, status) = row?;
+        found.insert(name, status);
+    }
+    Ok(found)
+}
+
+/// An installed machine whose agent has not reported for three intervals
+/// (counted from its install when it never has).
+pub(crate) fn stale(m: &PlannedMachine, status: &Status, at: i64) -> bool {
+    match (m.agent_interval_seconds, status.state) {
+        (Some(interval), Some(MachineState::Installed)) => {
+            let heard = status.agent_seen.unwrap_or(status.updated_at).max(status.updated_at);
+            at - heard > 3 * i64::from(interval)
+        }
+        _ => false,
+    }
+}
+
 /// A machine's state, runs and last facts, for the operator API.
 pub(crate) fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite::Result<Value> {
-    let row = machine_row(conn, &m.name)?;
+    let status = statuses(conn, Some(&m.name))?.remove(&m.name);
     let runs: Vec<Value> = conn
         .prepare_cached("SELECT id, generation, step, state, reason, started_at, deadline, ended_at FROM runs WHERE machine = ?1 ORDER BY id")?
         .query_map([&m.name], |r| {
@@ -512,25 +578,86 @@ pub(crate) fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite:
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()?;
+    let agent: Option<(i64, String)> = query_row(
+        conn,
+        "SELECT last_seen, snapshot FROM agents WHERE machine = ?1 AND last_seen IS NOT NULL",
+        [&m.name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    let (facts, source) = match (facts, agent) {
+        (Some(run), Some(agent)) if run.0 > agent.0 => (Some(run), "run"),
+        (_, Some(agent)) => (Some(agent), "agent"),
+        (run, None) => (run, "run"),
+    };
     let timeline = super::store::audit_log(conn, 0, Some(&m.name), 1000)?;
-    let mut summary = serde_json::to_value(machine_summary(m, row.as_ref())).unwrap_or_default();
+    let mut summary = serde_json::to_value(machine_summary(m, status.as_ref(), now())).unwrap_or_default();
     summary["runs"] = Value::Array(runs);
     summary["timeline"] = Value::Array(timeline);
     summary["lastFacts"] = facts.map_or(
         Value::Null,
-        |(at, s)| json!({"at": rfc3339(at), "snapshot": serde_json::from_str::<Value>(&s).unwrap_or(Value::Null)}),
+        |(at, s)| json!({"at": rfc3339(at), "source": source, "snapshot": serde_json::from_str::<Value>(&s).unwrap_or(Value::Null)}),
     );
     Ok(summary)
 }
 
-pub(crate) fn machine_summary(m: &PlannedMachine, row: Option<&super::store::MachineRow>) -> MachineSummary {
+pub(crate) fn machine_summary(m: &PlannedMachine, status: Option<&Status>, at: i64) -> MachineSummary {
+    let none = Status::default();
+    let status = status.unwrap_or(&none);
     MachineSummary {
         name: m.name.clone(),
         mac: m.mac,
         ip: m.ip.clone(),
         blueprint: m.blueprint.clone(),
         generation: m.generation,
-        state: row.map_or(MachineState::New, |r| r.state),
-        last_seen: row.and_then(|r| r.last_seen).map(rfc3339),
+        state: status.state.unwrap_or(MachineState::New),
+        last_seen: status.last_seen.map(rfc3339),
+        labels: m.labels.clone(),
+        step: status.run.map(|(_, step)| step),
+        run: status.run.map(|(id, _)| id),
+        last_report: status.last_report.map(rfc3339),
+        agent_last_seen: status.agent_seen.map(rfc3339),
+        stale: stale(m, status, at),
     }
+}
+
+/// Every machine's latest facts: its agent's last report, or the last
+/// report of a run when that is newer (a reinstall).
+pub(crate) fn latest_facts(conn: &Connection, plan: &Plan) -> rusqlite::Result<Vec<MachineFacts>> {
+    let mut latest: HashMap<String, (i64, String, String)> = HashMap::new();
+    let mut runs = conn.prepare_cached(
+        "SELECT f.machine, f.at, f.snapshot, r.step FROM facts f JOIN runs r ON r.id = f.run_id
+         WHERE f.id IN (SELECT MAX(id) FROM facts GROUP BY machine)",
+    )?;
+    for row in runs.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, StepName>(3)?)))? {
+        let (machine, at, snapshot, step): (String, i64, String, StepName) = row?;
+        latest.insert(machine, (at, snapshot, step.to_string()));
+    }
+    let mut agents =
+        conn.prepare_cached("SELECT machine, last_seen, snapshot FROM agents WHERE last_seen IS NOT NULL")?;
+    for row in agents.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (machine, at, snapshot): (String, i64, String) = row?;
+        if latest.get(&machine).is_none_or(|run| run.0 <= at) {
+            latest.insert(machine, (at, snapshot, "agent".into()));
+        }
+    }
+    let statuses = statuses(conn, None)?;
+    let at = now();
+    Ok(plan
+        .machines
+        .iter()
+        .map(|m| {
+            let status = statuses.get(&m.name).cloned().unwrap_or_default();
+            let facts = latest.remove(&m.name);
+            MachineFacts {
+                name: m.name.clone(),
+                state: status.state.unwrap_or(MachineState::New),
+                at: facts.as_ref().map(|f| rfc3339(f.0)),
+                facts: facts.as_ref().and_then(|f| serde_json::from_str::<Facts>(&f.1).ok()),
+                source: facts.map(|f| f.2),
+                agent_last_seen: status.agent_seen.map(rfc3339),
+                stale: stale(m, &status, at),
+            }
+        })
+        .collect())
 }

@@ -71,13 +71,29 @@ impl Secrets {
     }
 }
 
-use kiln_plan::placeholder::{SECRET_PREFIX as SECRET, SECRET_SUFFIX, SERVER, TOKEN};
+use kiln_plan::placeholder::{AGENT_TOKEN, SECRET_PREFIX as SECRET, SECRET_SUFFIX, SERVER, TOKEN};
+
+/// What a served file's runtime placeholders are filled with.
+pub(crate) struct Fill<'a> {
+    pub server: &'a str,
+    /// The run (or discovery) token.
+    pub token: &'a str,
+    /// The machine's new agent credential (install files only).
+    pub agent: &'a str,
+    /// Every secret (install files only).
+    pub secrets: Option<&'a Secrets>,
+}
 
 /// Fills the runtime placeholders of a served file: the server URL, the
-/// run token and, when `secrets` are given, every secret.
-pub(crate) fn fill(content: &[u8], server: &str, token: &str, secrets: Option<&Secrets>) -> Result<Vec<u8>, String> {
+/// run token, the agent credential and, when `secrets` are given, every
+/// secret.
+pub(crate) fn fill(content: &[u8], with: &Fill) -> Result<Vec<u8>, String> {
+    let (server, token, secrets) = (with.server, with.token, with.secrets);
     let text = String::from_utf8_lossy(content);
-    let mut out = text.replace(SERVER, server).replace(TOKEN, token);
+    let mut out = text
+        .replace(SERVER, server)
+        .replace(TOKEN, token)
+        .replace(AGENT_TOKEN, with.agent);
     let mut from = 0;
     while let Some(found) = out[from..].find(SECRET) {
         let start = from + found;

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot};
 
 use super::clock::{now, rfc3339};
-use kiln_plan::MachineState;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS machines (
@@ -64,6 +63,23 @@ CREATE TABLE IF NOT EXISTS discovered (
     last_seen INTEGER NOT NULL,
     boots INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS discovery_tokens (
+    hash TEXT PRIMARY KEY,
+    mac TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS discovered_facts (
+    mac TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    snapshot TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    machine TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    minted_at INTEGER NOT NULL,
+    last_seen INTEGER,
+    snapshot TEXT
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
@@ -97,8 +113,9 @@ CREATE TABLE IF NOT EXISTS plan_files (
 
 /// The state database's schema version (`PRAGMA user_version`): 0 before
 /// versions were recorded, 1 added `machines.fetched_generation`, 2 the
-/// plan history (`plans`, `plan_members`, `plan_files`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// plan history (`plans`, `plan_members`, `plan_files`), 3 discovery
+/// (`discovery_tokens`, `discovered_facts`) and agents (`agents`).
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// The state database's file name under `--state`.
 pub(crate) const DB_FILE: &str = "kiln.db";
@@ -397,27 +414,23 @@ pub(crate) fn audit_log(
 #[derive(Clone, Debug)]
 pub(crate) struct MachineRow {
     pub generation: i64,
-    pub state: MachineState,
     pub installed_generation: Option<i64>,
     pub commissioned_generation: Option<i64>,
     /// The generation whose install file the machine has fetched.
     pub fetched_generation: Option<i64>,
-    pub last_seen: Option<i64>,
 }
 
 pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
     row(
         conn,
-        "SELECT generation, state, installed_generation, commissioned_generation, last_seen, fetched_generation FROM machines WHERE name = ?1",
+        "SELECT generation, installed_generation, commissioned_generation, fetched_generation FROM machines WHERE name = ?1",
         [name],
         |r| {
             Ok(MachineRow {
                 generation: r.get(0)?,
-                state: r.get(1)?,
-                installed_generation: r.get(2)?,
-                commissioned_generation: r.get(3)?,
-                last_seen: r.get(4)?,
-                fetched_generation: r.get(5)?,
+                installed_generation: r.get(1)?,
+                commissioned_generation: r.get(2)?,
+                fetched_generation: r.get(3)?,
             })
         },
     )

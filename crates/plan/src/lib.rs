@@ -8,10 +8,13 @@ mod api;
 mod mac;
 mod workflow;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use api::{
-    ErrorAnswer, MachineList, MachineSummary, PlanActionDone, PlanActionPending, PlanHistory, PlanRecord, ReportAnswer,
+    AgentAnswer, Cpu, DiscoveredList, DiscoveredMachine, Disk, ErrorAnswer, Facts, FactsList, MachineFacts,
+    MachineList, MachineSummary, Nic, PlanActionDone, PlanActionPending, PlanHistory, PlanRecord, ReportAnswer,
     ReprovisionDone, ReprovisionPending,
 };
 pub use mac::Mac;
@@ -24,6 +27,10 @@ pub mod placeholder {
     pub const SERVER: &str = "@@kiln:server@@";
     /// The run's token.
     pub const TOKEN: &str = "@@kiln:token@@";
+    /// A machine's agent credential: minted when its install file is
+    /// served, so the installed OS can keep reporting facts
+    /// (`POST /v1/agents/checkin`). Only in install files.
+    pub const AGENT_TOKEN: &str = "@@kiln:agent-token@@";
     /// `@@kiln:secret:NAME@@`: a secret from the executor's store.
     pub const SECRET_PREFIX: &str = "@@kiln:secret:";
     pub const SECRET_SUFFIX: &str = "@@";
@@ -54,6 +61,9 @@ pub struct Plan {
     pub boot_artifacts: Vec<PlannedArtifact>,
     /// SHA-256 of this plan as written with this field empty: a plan
     /// edited by hand no longer vouches for its output (`Plan::vouches`).
+    /// What an unknown MAC boots when the site has discovery on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryStep>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub plan_digest: String,
 }
@@ -123,6 +133,24 @@ pub struct PlannedMachine {
     pub blueprint: String,
     pub generation: u32,
     pub steps: Vec<WorkflowStep>,
+    /// The Machine's `metadata.labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Seconds between the installed OS's agent reports, when its
+    /// blueprint installs an agent (`values.agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_interval_seconds: Option<u32>,
+}
+
+/// The discovery step: the boot script an unknown MAC gets and the script
+/// it then fetches, which reports the machine's hardware (`Facts`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryStep {
+    pub boot_script: String,
+    pub install_file: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<PlannedArtifact>,
 }
 
 /// One step of a machine's workflow and the files it serves.
@@ -177,6 +205,7 @@ mod plan_digest_tests {
             }],
             machines: Vec::new(),
             boot_artifacts: Vec::new(),
+            discovery: None,
             plan_digest: String::new(),
         }
     }

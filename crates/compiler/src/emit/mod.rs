@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use kiln_plan::{sha256_hex, OutputKind, Plan, PlannedArtifact, PlannedFile, PlannedMachine, PLAN_FILE};
+use kiln_plan::{sha256_hex, DiscoveryStep, OutputKind, Plan, PlannedArtifact, PlannedFile, PlannedMachine, PLAN_FILE};
 
 /// One rendered output, in memory.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct Output {
     pub machines: Vec<PlannedMachine>,
     /// For a site: the iPXE builds it serves.
     pub boot_artifacts: Vec<PlannedArtifact>,
+    /// For a site with discovery on: what unknown MACs boot.
+    pub discovery: Option<DiscoveryStep>,
 }
 
 impl Output {
@@ -50,6 +52,7 @@ impl Output {
                 .collect(),
             machines: self.machines.clone(),
             boot_artifacts: self.boot_artifacts.clone(),
+            discovery: self.discovery.clone(),
             plan_digest: String::new(),
         }
     }

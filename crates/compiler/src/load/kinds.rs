@@ -126,6 +126,9 @@ pub struct SiteSpec {
     pub dhcp: Option<Dhcp>,
     /// Blueprint that commissions machines with `commission: true`.
     pub commission_blueprint: Option<Name>,
+    /// What a MAC the site does not know boots: nothing (the default), or
+    /// a discovery environment that reports its hardware, for `kiln adopt`.
+    pub discovery: Option<Discovery>,
     /// Where installers fetch what kiln does not serve (install trees,
     /// package mirrors, image shares): URL or UNC prefixes. Every install
     /// source a machine's values name must be under one.
@@ -139,6 +142,18 @@ pub struct SiteSpec {
     /// Site layer of template values.
     #[serde(default)]
     pub values: Values,
+}
+
+/// Discovery of unknown machines (docs/executor.md, "Enrolling new
+/// hardware").
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Off unless `true`: an unknown MAC boots its local disk.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The blueprint of the discovery environment (default `discovery`).
+    pub blueprint: Option<Name>,
 }
 
 /// One iPXE build per firmware architecture; each under the executor's

@@ -196,6 +196,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         origins,
         machines: Vec::new(),
         boot_artifacts: Vec::new(),
+        discovery: None,
     })
 }
 

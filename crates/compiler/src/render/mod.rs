@@ -49,8 +49,18 @@ pub struct Context<'a> {
     pub engine: Engine,
     overrides: &'a [Layer],
     builtin: Layer,
-    /// The templates every inputs digest covers (see `Context::new`).
-    shared_templates: Vec<(&'a str, &'a str)>,
+    /// Which templates each template names (see `Context::new`).
+    references: References<'a>,
+}
+
+/// What templates name other templates (`include`, `import`, `from`,
+/// `extends`).
+enum References<'a> {
+    /// Each template's names, every one a string literal.
+    Named(BTreeMap<&'a str, Vec<&'a str>>),
+    /// Some template names another by an expression: any template may be
+    /// used by any output.
+    Any(Vec<(&'a str, &'a str)>),
 }
 
 impl<'a> Context<'a> {
@@ -63,27 +73,30 @@ impl<'a> Context<'a> {
                 .expect("built-in values parse")
                 .remove(0),
         };
-        // Any template may name any other: when one includes, imports or
-        // extends another, every output's digest covers every template.
-        // Otherwise none: each digest already covers the templates its
-        // output renders.
+        // A template may name another: each output's digest covers the
+        // templates its templates name, transitively; when a template names
+        // one by an expression (unknowable without rendering), every
+        // template.
         let templates: Vec<(&'a str, &'a str)> = repo
             .files
             .iter()
             .filter(|(path, _)| path.ends_with(".j2"))
             .map(|(path, text)| (path, text.as_ref()))
             .collect();
-        let shared_templates = if templates.iter().any(|(_, text)| uses_other_templates(text)) {
-            templates
-        } else {
-            Vec::new()
+        let named: Option<BTreeMap<&'a str, Vec<&'a str>>> = templates
+            .iter()
+            .map(|(path, text)| Some((*path, named_templates(text)?)))
+            .collect();
+        let references = match named {
+            Some(named) => References::Named(named),
+            None => References::Any(templates),
         };
         Ok(Context {
             repo,
             engine,
             overrides,
             builtin,
-            shared_templates,
+            references,
         })
     }
 
@@ -145,6 +158,7 @@ impl<'a> Context<'a> {
             parts.push((&m.input.file, self.text(&m.input.file)));
             blueprints.extend(m.commission.iter().chain([&m.blueprint]).map(|b| b.object.name()));
         }
+        blueprints.extend(site.discovery.map(|b| b.object.name()));
         for name in blueprints {
             parts.extend(
                 self.repo
@@ -154,7 +168,7 @@ impl<'a> Context<'a> {
         }
         // The IPAM lock is left out: it is also an output, and hashing it
         // would make every render after the first differ from it.
-        parts.extend(self.shared_templates.iter().copied());
+        self.add_named_templates(&mut parts);
         self.digest(parts)
     }
 
@@ -168,8 +182,27 @@ impl<'a> Context<'a> {
         for r in &cluster.recipes {
             parts.push((&r.file, self.text(&r.file)));
         }
-        parts.extend(self.shared_templates.iter().copied());
+        self.add_named_templates(&mut parts);
         self.digest(parts)
+    }
+
+    /// Adds the templates that the templates among `parts` name, transitively.
+    fn add_named_templates(&self, parts: &mut Vec<(&'a str, &'a str)>) {
+        match &self.references {
+            References::Any(all) => parts.extend(all.iter().copied()),
+            References::Named(named) => {
+                let mut todo: Vec<&str> = parts.iter().map(|(p, _)| *p).filter(|p| p.ends_with(".j2")).collect();
+                let mut seen = std::collections::BTreeSet::new();
+                while let Some(template) = todo.pop() {
+                    for name in named.get(template).into_iter().flatten() {
+                        if seen.insert(*name) {
+                            parts.push((name, self.text(name)));
+                            todo.push(name);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn text(&self, file: &str) -> &'a str {
@@ -221,14 +254,32 @@ pub fn render(
 
 /// Whether a template names another: `{% include %}`, `{% import %}`,
 /// `{% from %}` or `{% extends %}`.
-fn uses_other_templates(text: &str) -> bool {
-    text.match_indices("{%").any(|(at, _)| {
+/// The templates `text` names (`{% include "name" %}`, `import`, `from`,
+/// `extends`); `None` when it names one by an expression.
+fn named_templates(text: &str) -> Option<Vec<&str>> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("{%") {
         let tag = text[at + 2..].trim_start_matches(['-', '+']).trim_start();
-        ["include", "import", "from", "extends"].iter().any(|k| {
+        let Some(rest) = ["include", "import", "from", "extends"].iter().find_map(|k| {
             tag.strip_prefix(k)
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_whitespace()))
-        })
-    })
+                .filter(|rest| rest.starts_with(|c: char| c.is_whitespace()))
+        }) else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let quote = rest.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+        let end = rest[1..].find(quote)?;
+        let after = rest[end + 2..].trim_start();
+        // A literal joined to more (`"a" ~ x`, `"a" if c else b`) is an expression.
+        if !["%}", "-%}", "+%}", "ignore", "with", "without", "as", "import"]
+            .iter()
+            .any(|t| after.starts_with(t))
+        {
+            return None;
+        }
+        names.push(&rest[1..=end]);
+    }
+    Some(names)
 }
 
 /// Stands in the inputs digest for the version of kiln (no input path can
@@ -326,15 +377,23 @@ pub fn kustomization(resources: &[String]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::uses_other_templates as uses;
+    use super::named_templates as named;
 
     #[test]
     fn templates_that_name_others() {
-        assert!(uses("a {% include 'x.j2' %}"));
-        assert!(uses("{%- import \"m.j2\" as m %}"));
-        assert!(uses("{%+ from 'm.j2' import f %}"));
-        assert!(uses("{% extends 'base.j2' %}"));
-        assert!(!uses("{% if included %}{% for x in imports %}{% endfor %}{% endif %}"));
-        assert!(!uses("{{ 'include' }}"));
+        assert_eq!(named("a {% include 'x.j2' %}"), Some(vec!["x.j2"]));
+        assert_eq!(named("{%- import \"m.j2\" as m %}"), Some(vec!["m.j2"]));
+        assert_eq!(
+            named("{%+ from 'm.j2' import f %}{% extends 'b.j2' %}"),
+            Some(vec!["m.j2", "b.j2"])
+        );
+        assert_eq!(named("{% include 'x.j2' ignore missing -%}"), Some(vec!["x.j2"]));
+        assert_eq!(
+            named("{% if included %}{% for x in imports %}{% endfor %}{% endif %}{{ 'include' }}"),
+            Some(vec![])
+        );
+        // Named by an expression: any template.
+        assert_eq!(named("{% include name %}"), None);
+        assert_eq!(named("{% include 'a/' ~ name %}"), None);
     }
 }

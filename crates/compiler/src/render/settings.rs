@@ -107,6 +107,35 @@ pub struct Pool {
     pub memory: String,
 }
 
+/// `values.agent`: the agent an installed OS runs, when its blueprint
+/// installs one.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Agent {
+    pub enabled: bool,
+    /// Minutes between reports.
+    pub interval: u32,
+}
+
+impl Agent {
+    /// Seconds between reports, when an agent is installed.
+    pub fn interval_seconds(self) -> Option<u32> {
+        self.enabled.then_some(self.interval.saturating_mul(60))
+    }
+}
+
+/// `values.hardware`: what a machine must at least have (`kiln drift`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hardware {
+    pub min_cpus: u32,
+    #[serde(rename = "minMemoryMiB")]
+    pub min_memory_mib: u64,
+    pub min_disks: u32,
+    #[serde(rename = "minDiskMiB")]
+    pub min_disk_mib: u64,
+}
+
 /// Reads `values.<key>` as `T`.
 pub fn read<T: DeserializeOwned>(values: &Map<String, Value>, key: &str) -> Result<T, String> {
     let value = values.get(key).cloned().unwrap_or(Value::Null);
@@ -137,5 +166,12 @@ mod tests {
         assert_eq!(dns.nameserver_ip(), Ok(None));
         let c: ClusterDefaults = builtin("clusterDefaults");
         assert!(c.kubernetes_version.starts_with('v') && c.talos_version.starts_with('v'));
+        let agent: Agent = builtin("agent");
+        assert_eq!(
+            agent.interval_seconds(),
+            None,
+            "no agent unless a blueprint installs one"
+        );
+        let _: Hardware = builtin("hardware");
     }
 }

@@ -69,6 +69,8 @@ pub struct SiteModel<'a> {
     /// The lock as read (its zone serials are the previous ones).
     pub lock: IpamLock,
     pub allocations: Vec<Allocation>,
+    /// The discovery blueprint, when the site has discovery on.
+    pub discovery: Option<&'a Input<Blueprint>>,
 }
 
 impl SiteModel<'_> {
@@ -152,6 +154,27 @@ fn site_model<'a>(
     let mut seen: BTreeMap<&str, &Input<Machine>> = BTreeMap::new();
     let mut macs: BTreeMap<String, &str> = BTreeMap::new();
     let commission_name = spec.commission_blueprint.as_ref().map_or("commission", |b| b.as_str());
+    let discovery = spec.discovery.as_ref().filter(|d| d.enabled).and_then(|d| {
+        let name = d.blueprint.as_ref().map_or("discovery", |b| b.as_str());
+        let found = blueprints.get(name).copied();
+        if found.is_none() {
+            let at = if d.blueprint.is_some() {
+                "/spec/discovery/blueprint"
+            } else {
+                "/spec/discovery"
+            };
+            let known: Vec<&str> = blueprints.keys().copied().collect();
+            diags.push(site.error(
+                at,
+                false,
+                format!(
+                    "discovery boots blueprint `{name}`, which does not exist; expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        found
+    });
     let mut models = Vec::new();
     let mut requests = Vec::new();
     for m in &machines {
@@ -315,6 +338,7 @@ fn site_model<'a>(
         machines: models,
         lock,
         allocations,
+        discovery,
     })
 }
 

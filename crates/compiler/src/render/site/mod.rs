@@ -4,6 +4,7 @@
 
 mod addresses;
 pub(crate) mod dhcp;
+mod discovery;
 mod dns;
 pub(crate) mod ipxe;
 mod served;
@@ -26,7 +27,7 @@ use crate::resolve::ipam::{IpamLock, ZoneSerial};
 use crate::resolve::site::{MachineModel, SiteModel};
 use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, StepName, WorkflowStep};
 
-use kiln_plan::placeholder::{SERVER, TOKEN};
+use kiln_plan::placeholder::{AGENT_TOKEN, SERVER, TOKEN};
 
 /// What every machine of a site shares: the values of each blueprint
 /// merged with the site's (for machines without values of their own),
@@ -35,9 +36,21 @@ struct Shared<'a> {
     cx: &'a Context<'a>,
     site: &'a SiteModel<'a>,
     values: BTreeMap<&'a str, minijinja::Value>,
+    agents: BTreeMap<&'a str, Result<settings::Agent, String>>,
 }
 
 impl Shared<'_> {
+    /// The agent settings of a machine's installed OS.
+    fn agent(&self, m: &MachineModel) -> Result<settings::Agent, String> {
+        match self.agents.get(m.blueprint.object.name()) {
+            Some(shared) if m.input.object.spec.values.is_empty() => shared.clone(),
+            _ => settings::read(
+                &merge(&self.cx.machine_layers(self.site.input, Some(m.input), m.blueprint)),
+                "agent",
+            ),
+        }
+    }
+
     fn values(&self, m: &MachineModel, blueprint: &Input<Blueprint>) -> minijinja::Value {
         match self.values.get(blueprint.object.name()) {
             Some(shared) if m.input.object.spec.values.is_empty() => shared.clone(),
@@ -92,6 +105,10 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     let shared = Shared {
         cx,
         site,
+        agents: merged
+            .iter()
+            .map(|(name, values)| (*name, settings::read(values, "agent")))
+            .collect(),
         values: merged
             .into_iter()
             .map(|(name, values)| (name, Value::Object(values).into_jinja()))
@@ -132,9 +149,21 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
             Err(d) => diags.extend(d),
         }
     }
+    let discovery = discovery::render(cx, site).unwrap_or_else(|d| {
+        diags.extend(d);
+        None
+    });
+    let discovery = discovery.map(|(rendered, step)| {
+        for (path, bytes, origin) in rendered {
+            origins.insert(path.clone(), origin);
+            files.insert(path, bytes);
+        }
+        step
+    });
     diags.finish(())?;
     Ok(Output {
         name: site.name().to_string(),
+        discovery,
         kind: OutputKind::Site,
         inputs_digest: cx.digest_for_site(site),
         files,
@@ -308,6 +337,9 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
         }
     }
     let primary = &m.interfaces[0];
+    let agent = shared
+        .agent(m)
+        .map_err(|e| Diagnostics::from(m.input.error("/spec/values", true, e)))?;
     diags.finish(MachineFiles {
         files,
         planned: PlannedMachine {
@@ -323,6 +355,8 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
             blueprint: m.blueprint.object.name().into(),
             generation: m.input.object.spec.generation,
             steps,
+            labels: m.input.object.metadata.labels.clone(),
+            agent_interval_seconds: agent.interval_seconds(),
         },
     })
 }
@@ -392,6 +426,22 @@ pub(crate) fn install_file_name(template: &str) -> String {
     file.strip_suffix(".j2").unwrap_or(file).to_string()
 }
 
+/// A blueprint's artifacts as templates see them: path, SHA-256 and URL.
+fn artifacts_context(blueprint: &Input<Blueprint>) -> Map<String, Value> {
+    blueprint
+        .object
+        .spec
+        .artifacts
+        .iter()
+        .map(|(k, a)| {
+            (
+                k.clone(),
+                json!({"path": a.path, "sha256": a.sha256.as_str(), "url": format!("{SERVER}/artifacts/{}", a.path)}),
+            )
+        })
+        .collect()
+}
+
 fn machine_context(
     site: &SiteModel,
     m: &MachineModel,
@@ -426,18 +476,7 @@ fn machine_context(
         })
         .collect();
     let primary = &interfaces[0];
-    let artifacts: Map<String, Value> = blueprint
-        .object
-        .spec
-        .artifacts
-        .iter()
-        .map(|(k, a)| {
-            (
-                k.clone(),
-                json!({"path": a.path, "sha256": a.sha256.as_str(), "url": format!("{SERVER}/artifacts/{}", a.path)}),
-            )
-        })
-        .collect();
+    let artifacts = artifacts_context(blueprint);
     json!({
         "machine": {
             "name": m.name(),
@@ -463,5 +502,7 @@ fn machine_context(
         "report_url": format!("{SERVER}/v1/agents/facts"),
         "token": TOKEN,
         "server": SERVER,
+        "checkin_url": format!("{SERVER}/v1/agents/checkin"),
+        "agent_token": AGENT_TOKEN,
     })
 }

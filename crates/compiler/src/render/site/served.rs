@@ -36,7 +36,7 @@ const SOURCE_KEYS: &[&str] = &[
 ];
 
 /// Executor routes that answer for any machine with a run.
-const API_ROUTES: &[&str] = &["/v1/agents/facts", "/menu.ipxe", "/boot/ipxe"];
+const API_ROUTES: &[&str] = &["/v1/agents/facts", "/v1/agents/checkin", "/menu.ipxe", "/boot/ipxe"];
 
 /// One rendered file of a machine step and what it was rendered from.
 pub(super) struct Rendered<'a> {
@@ -189,8 +189,13 @@ fn urls(line: &str) -> Vec<(usize, &str)> {
             .iter()
             .any(|p| rest.starts_with(p));
         if starts && (i == 0 || !line[..i].ends_with(|c: char| c.is_ascii_alphanumeric())) {
-            let end = rest
-                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')'))
+            // A quote ends a URL, also as an XML entity (a value quoted in
+            // an XML template).
+            let end = ["&apos;", "&quot;", "&lt;", "&gt;"]
+                .iter()
+                .filter_map(|entity| rest.find(entity))
+                .chain(rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')')))
+                .min()
                 .unwrap_or(rest.len());
             let url = &rest[..end];
             // `\\` alone is an escape, not a share.
