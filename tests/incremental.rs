@@ -68,6 +68,12 @@ fn every_kind_of_input_change_renders_as_a_cold_render_does() {
             "--service=ssh,http",
         ),
         (
+            "a template another template includes",
+            "blueprints/discovery/templates/facts.sh.j2",
+            "model name",
+            "Model name",
+        ),
+        (
             "a blueprint's values",
             "blueprints/rhel9/blueprint.yaml",
             "values:",

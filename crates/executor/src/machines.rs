@@ -661,3 +661,46 @@ pub(crate) fn latest_facts(conn: &Connection, plan: &Plan) -> rusqlite::Result<V
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(interval: Option<u32>) -> PlannedMachine {
+        PlannedMachine {
+            name: "m1".into(),
+            mac: Mac::parse("52:54:00:00:00:01").unwrap(),
+            other_macs: Vec::new(),
+            ip: "10.0.0.10".into(),
+            blueprint: "rhel9".into(),
+            generation: 1,
+            steps: Vec::new(),
+            labels: Default::default(),
+            agent_interval_seconds: interval,
+        }
+    }
+
+    #[test]
+    fn an_installed_machine_is_stale_after_three_silent_intervals() {
+        let installed = |agent_seen| Status {
+            state: Some(MachineState::Installed),
+            updated_at: 1_000,
+            agent_seen,
+            ..Status::default()
+        };
+        let m = planned(Some(900));
+        // Counted from the install while the agent has never reported.
+        assert!(!stale(&m, &installed(None), 1_000 + 2_700));
+        assert!(stale(&m, &installed(None), 1_000 + 2_701));
+        // Counted from its last report.
+        assert!(!stale(&m, &installed(Some(5_000)), 5_000 + 2_700));
+        assert!(stale(&m, &installed(Some(5_000)), 5_000 + 2_701));
+        // No agent, or not installed: never stale.
+        assert!(!stale(&planned(None), &installed(None), 1_000_000));
+        let booting = Status {
+            state: Some(MachineState::Booting),
+            ..installed(None)
+        };
+        assert!(!stale(&m, &booting, 1_000_000));
+    }
+}
