@@ -237,6 +237,8 @@ fn document(name: &str, blueprint: &str, network: &str, d: &DiscoveredMachine, f
         .iter()
         .filter(|n| Mac::parse(&n.mac) != Some(d.mac))
         .map(|n| format!("{} {}", n.name, n.mac))
+        // Reported text goes into a comment: no line break may end it.
+        .map(|text| text.chars().filter(|c| !c.is_control()).take(80).collect())
         .collect();
     let mut text = format!(
         "# Adopted by `kiln adopt` from the hardware report of {} (first booted {}).\n\
@@ -269,5 +271,40 @@ mod tests {
         );
         let taken = BTreeSet::from(["node-x".to_string()]);
         assert_eq!(unique("node-x".into(), mac, &taken), "node-x-abcdef");
+    }
+
+    /// What a discovered machine reports is untrusted: it must not be able
+    /// to write YAML of its own into the document.
+    #[test]
+    fn reported_text_stays_data() {
+        let mac = Mac::parse("52:54:00:00:00:01").unwrap();
+        let evil = "x\nspec: {blueprint: evil}\n# ";
+        let facts = Facts {
+            serial: Some(evil.into()),
+            vendor: Some(evil.into()),
+            nics: vec![kiln_plan::Nic {
+                name: evil.into(),
+                mac: evil.into(),
+                addresses: Vec::new(),
+            }],
+            ..Facts::default()
+        };
+        let d = DiscoveredMachine {
+            mac,
+            first_seen: "2026-11-29T00:00:00Z".into(),
+            last_seen: "2026-11-29T00:00:00Z".into(),
+            boots: 1,
+            facts: Some(facts.clone()),
+            facts_at: None,
+        };
+        let name = machine_name("node-{serial}", mac, &facts);
+        let text = document(&name, "rhel9", "prov", &d, &facts);
+        let docs = kiln_compiler::yaml::parse_documents(&text).unwrap();
+        assert_eq!(docs.len(), 1, "{text}");
+        let value = &docs[0].value;
+        assert_eq!(value["spec"]["blueprint"], "rhel9", "{text}");
+        assert_eq!(value["spec"]["serial"], evil, "{text}");
+        assert_eq!(value["metadata"]["labels"]["vendor"], evil, "{text}");
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
     }
 }
