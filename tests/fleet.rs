@@ -4,7 +4,9 @@
 //! script (sh + curl) reports with its agent credential; `kiln drift`
 //! catches a changed MAC and a missing disk; a reprovision revokes the
 //! credential. The machine's hardware is a fixture tree the scripts read
-//! through `KILN_SYSFS` / `KILN_PROCFS`; everything else is real.
+//! through `KILN_SYSFS` / `KILN_PROCFS`; everything else is real: the
+//! agent runs in a network namespace whose interfaces carry the machine's
+//! addresses and reaches the executor over a veth pair.
 
 mod common;
 use common::*;
@@ -22,8 +24,9 @@ struct Lab {
 }
 
 impl Lab {
-    /// `prepare` edits the copy before it is rendered.
-    fn start(prepare: impl FnOnce(&Path)) -> Lab {
+    /// `prepare` edits the copy before it is rendered; `extra` are more
+    /// flags for `kiln serve`.
+    fn start(prepare: impl FnOnce(&Path), extra: &[&str]) -> Lab {
         let repo = example_copy(true);
         let r = repo.path();
         prepare(r);
@@ -48,7 +51,8 @@ impl Lab {
         .iter()
         .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
         .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
         let server = Server::start(&args, &r.join("serve.log"));
         Lab { repo, server }
     }
@@ -84,6 +88,21 @@ impl Lab {
         ]);
         kiln(self.r(), &all)
     }
+}
+
+/// The URL of the listener on `address`, once it listens.
+fn wait_for_listener(log: &Path, address: &str) -> String {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(url) = text
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1).filter(|u| u.contains(address)))
+        {
+            return url.trim().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no listener on {address}");
 }
 
 /// The token in a served script's `/install/<token>/` URL.
@@ -127,9 +146,92 @@ fn hardware(dir: &Path, nics: &[(&str, &str)], disks: &[(&str, u64)], serial: &s
     dir.to_path_buf()
 }
 
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// node-01's network as its agent sees it: a namespace where `kfix0` (its
+/// prov NIC) has its prov addresses and a link to the executor's side,
+/// 10.77.0.1, and `kfix1` (its storage NIC) has its storage address.
+struct Machine {
+    ns: String,
+    executor: String,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let id = std::process::id() % 100_000;
+        let (ns, host) = (format!("kiln-agent-{id}"), format!("kah{id}"));
+        ip(&["netns", "add", &ns]);
+        let machine = Machine {
+            ns,
+            executor: "10.77.0.1".into(),
+        };
+        let ns = machine.ns.as_str();
+        ip(&[
+            "link", "add", &host, "type", "veth", "peer", "name", "kfix0", "netns", ns,
+        ]);
+        ip(&["addr", "add", "10.77.0.1/24", "dev", &host]);
+        ip(&["link", "set", &host, "up"]);
+        // The storage NIC: the other end of a second pair, left down.
+        ip(&[
+            "link",
+            "add",
+            &format!("kas{id}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "kfix1",
+            "netns",
+            ns,
+        ]);
+        for (dev, address) in [
+            ("kfix0", "10.77.0.2/24"),
+            ("kfix0", "10.20.1.10/16"),
+            ("kfix0", "fd00:20::1:1/64"),
+            ("kfix1", "10.30.4.10/22"),
+        ] {
+            let mut args = vec!["-n", ns, "addr", "add", address, "dev", dev];
+            if address.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args);
+        }
+        for dev in ["lo", "kfix0", "kfix1"] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        machine
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair too.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
 /// Runs a served shell script with the fixture as its hardware.
 fn run_script(script: &Path, fixture: &Path, env: &[(&str, &Path)]) -> std::process::Output {
-    let mut command = Command::new("sh");
+    run_script_in(None, script, fixture, env)
+}
+
+/// The same in a network namespace, when one is given.
+fn run_script_in(ns: Option<&str>, script: &Path, fixture: &Path, env: &[(&str, &Path)]) -> std::process::Output {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "sh"]);
+            c
+        }
+        None => Command::new("sh"),
+    };
     command
         .arg(script)
         .env("KILN_SYSFS", fixture.join("sys"))
@@ -143,14 +245,17 @@ fn run_script(script: &Path, fixture: &Path, env: &[(&str, &Path)]) -> std::proc
 #[test]
 fn an_unknown_machine_is_discovered_and_adopted_once_and_installs_only_once_rendered() {
     // The discovery environment must not power off the machine running the test.
-    let lab = Lab::start(|r| {
-        edit(
-            r,
-            "sites/lab/site.yaml",
-            "  values:\n",
-            "  values:\n    discovery: {then: none}\n",
-        );
-    });
+    let lab = Lab::start(
+        |r| {
+            edit(
+                r,
+                "sites/lab/site.yaml",
+                "  values:\n",
+                "  values:\n    discovery: {then: none}\n",
+            );
+        },
+        &[],
+    );
     let r = lab.r();
     let mac = "52:54:00:77:00:01";
 
@@ -292,22 +397,30 @@ fn an_unknown_machine_is_discovered_and_adopted_once_and_installs_only_once_rend
 }
 
 #[test]
-fn an_agent_reports_and_drift_catches_a_changed_mac_and_a_missing_disk() {
-    // node-01 must have two disks.
-    let lab = Lab::start(|r| {
-        edit(
-            r,
-            "sites/lab/machines/rack1.yaml",
-            "  serial: R1N01\n",
-            "  serial: R1N01\n  values: {hardware: {minDisks: 2, minDiskMiB: 10240}}\n",
-        );
-    });
+fn an_agent_reports_and_drift_catches_a_changed_mac_a_missing_disk_and_a_lost_address() {
+    let machine = Machine::new();
+    // node-01 must have two disks; the executor's boot listener is on the
+    // machine's link.
+    let boot_listen = format!("{}:0", machine.executor);
+    let lab = Lab::start(
+        |r| {
+            edit(
+                r,
+                "sites/lab/machines/rack1.yaml",
+                "  serial: R1N01\n",
+                "  serial: R1N01\n  values: {hardware: {minDisks: 2, minDiskMiB: 10240}}\n",
+            );
+        },
+        &["--boot-listen", &boot_listen],
+    );
     let r = lab.r();
+    let boot_url = wait_for_listener(&lab.server.log, &machine.executor);
 
-    // node-01 boots, fetches its kickstart and reports its install done.
-    let boot = lab.get("/boot/ipxe?mac=52-54-00-12-34-01").text();
+    // node-01 boots, fetches its kickstart over its link and reports its
+    // install done.
+    let boot = http(&boot_url, "GET", "/boot/ipxe?mac=52-54-00-12-34-01", &[], b"").text();
     let token = install_token(&boot);
-    let ks = lab.get(&format!("/install/{token}/ks.cfg"));
+    let ks = http(&boot_url, "GET", &format!("/install/{token}/ks.cfg"), &[], b"");
     assert_eq!(ks.status, 200, "{}", ks.text());
     let ks = ks.text();
     let credential = between(&ks, "printf '%s\\n' '", "' > /etc/kiln/agent-credential").to_string();
@@ -361,8 +474,10 @@ fn an_agent_reports_and_drift_catches_a_changed_mac_and_a_missing_disk() {
     .unwrap();
     let credential_file = r.join("agent-credential");
     std::fs::write(&credential_file, format!("{credential}\n")).unwrap();
-    // NIC names no interface of the test machine has: `ip` finds no
-    // addresses for them, so addresses are not compared.
+    assert!(
+        ks.contains(&format!("CHECKIN_URL='{boot_url}/v1/agents/checkin'")),
+        "the agent reports where it was installed from"
+    );
     let declared = [("kfix0", "52:54:00:12:34:01"), ("kfix1", "52:54:00:aa:34:01")];
     let fixture = hardware(
         &r.join("hw"),
@@ -372,7 +487,12 @@ fn an_agent_reports_and_drift_catches_a_changed_mac_and_a_missing_disk() {
         "node-01.lab.example.net",
     );
     let report = |fixture: &Path| {
-        let ran = run_script(&agent, fixture, &[("KILN_AGENT_CREDENTIAL", &credential_file)]);
+        let ran = run_script_in(
+            Some(&machine.ns),
+            &agent,
+            fixture,
+            &[("KILN_AGENT_CREDENTIAL", &credential_file)],
+        );
         (
             ran.status.success(),
             String::from_utf8_lossy(&ran.stdout).into_owned() + &String::from_utf8_lossy(&ran.stderr),
@@ -391,8 +511,17 @@ fn an_agent_reports_and_drift_catches_a_changed_mac_and_a_missing_disk() {
     let clean: serde_json::Value = serde_json::from_str(&clean.stdout).unwrap();
     assert_eq!(clean["checked"], 1, "{clean}");
     assert_eq!(clean["findings"], serde_json::json!([]));
+    let facts = lab.operator("GET", "/v1/facts", "").json();
+    let node = facts["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "node-01")
+        .unwrap();
+    assert!(node["facts"]["nics"].to_string().contains("10.20.1.10/16"), "{node}");
 
-    // A NIC swapped and a disk gone.
+    // A NIC swapped, a disk gone and the storage address lost.
+    ip(&["-n", &machine.ns, "addr", "del", "10.30.4.10/22", "dev", "kfix1"]);
     let fixture = hardware(
         &r.join("hw"),
         &[("kfix0", "52:54:00:12:34:99"), ("kfix1", "52:54:00:aa:34:01")],
@@ -407,9 +536,10 @@ fn an_agent_reports_and_drift_catches_a_changed_mac_and_a_missing_disk() {
     insta::assert_snapshot!(drifted.stdout, @r"
     MACHINE  DRIFTED  DECLARED                       FOUND
     node-01  mac      52:54:00:12:34:01              52:54:00:12:34:99, 52:54:00:aa:34:01
+    node-01  address  10.30.4.10                     10.77.0.2, 10.20.1.10, fd00:20::1:1
     node-01  disks    at least 2 disks of 10240 MiB  sda (40960 MiB)
 
-    site lab: 1 of 1 installed machines drifted (2 findings); 7 not checked (not installed or no facts yet)
+    site lab: 1 of 1 installed machines drifted (3 findings); 7 not checked (not installed or no facts yet)
     ");
     let markdown = lab.client(&["drift", "--format", "markdown"]);
     assert_eq!(markdown.code, 1);

@@ -305,6 +305,10 @@ mod tests {
         assert_eq!(value["spec"]["blueprint"], "rhel9", "{text}");
         assert_eq!(value["spec"]["serial"], evil, "{text}");
         assert_eq!(value["metadata"]["labels"]["vendor"], evil, "{text}");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
     }
 }
