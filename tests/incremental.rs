@@ -192,8 +192,8 @@ fn an_unchanged_repository_is_not_rendered_again() {
 }
 
 /// A template that includes another depends on it: changing the included
-/// one renders what includes it (any template may name any other, so then
-/// every output counts every template among its inputs).
+/// one renders what includes it (each output counts the templates its
+/// templates name among its inputs).
 #[test]
 fn a_change_to_an_included_template_is_rendered() {
     let repo = example_copy(true);
@@ -240,4 +240,93 @@ fn a_forged_out_with_a_consistent_plan_fails_the_check() {
     let run = kiln(r, &["render", "--check"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains(&format!("lab/{file}")), "{}", run.stdout);
+}
+
+/// The stat cache (`out/.kiln.cache`) lets a render that finds nothing
+/// changed stop before reading a file. It must never hide a change: an
+/// edit that keeps the size and puts the mtime back, a new file, a hand
+/// edit of `out/`, or other command-line values all render again.
+#[test]
+fn the_stat_cache_never_hides_a_change() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    let render = |args: &[&str]| {
+        let mut all = vec!["render", "--format", "json"];
+        all.extend_from_slice(args);
+        let run = kiln(r, &all);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let written = |report: &serde_json::Value| report["written"].as_array().unwrap().len();
+    render(&[]);
+    // Older than the record by more than a clock tick: not "racy".
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let recorded = render(&[]);
+    assert!(r.join("out/.kiln.cache").exists());
+    assert_eq!(written(&recorded), 0);
+    let hit = render(&[]);
+    assert_eq!(hit["unchanged"].as_array().unwrap().len(), 5, "{hit}");
+    let quick = kiln(r, &["render", "--progress", "json"]);
+    assert!(
+        !quick.stderr.contains("\"step\":\"load\""),
+        "nothing was read: {}",
+        quick.stderr
+    );
+
+    // Same size, mtime put back: only ctime tells.
+    let ks = r.join("blueprints/rhel9/templates/ks.cfg.j2");
+    let mtime = std::fs::metadata(&ks).unwrap().modified().unwrap();
+    edit(
+        r,
+        "blueprints/rhel9/templates/ks.cfg.j2",
+        "eula --agreed",
+        "eula --Agreed",
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&ks)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let report = render(&[]);
+    assert_eq!(report["written"], serde_json::json!(["lab"]), "{report}");
+    assert!(std::fs::read_to_string(r.join("out/lab/install/node-01/ks.cfg"))
+        .unwrap()
+        .contains("eula --Agreed"));
+
+    // A hand edit of out/, size and mtime kept.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    render(&[]);
+    let menu = r.join("out/lab/boot/menu.ipxe");
+    let mtime = std::fs::metadata(&menu).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&menu).unwrap();
+    std::fs::write(&menu, text.replacen("kiln", "KILN", 1)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&menu)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(render(&[])["written"], serde_json::json!(["lab"]));
+    assert_eq!(std::fs::read_to_string(&menu).unwrap(), text, "the hand edit is undone");
+
+    // A new machine file.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    render(&[]);
+    write(
+        r,
+        "sites/lab/machines/new.yaml",
+        "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: node-09}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:12:34:09\", network: prov}]\n",
+    );
+    assert_eq!(render(&[])["written"], serde_json::json!(["lab"]));
+
+    // Other values on the command line, then back without them.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    render(&[]);
+    assert!(written(&render(&["--set", "rhel.timezone=Europe/Paris"])) > 0);
+    assert!(
+        written(&render(&[])) > 0,
+        "the --set render's out/ is not what a plain render writes"
+    );
+    assert_eq!(kiln(r, &["render", "--check"]).code, 0);
 }

@@ -140,7 +140,9 @@ fn a_failed_render_leaves_out_untouched() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(
-        names.iter().all(|n| !n.starts_with('.') || n == ".kiln.lock"),
+        names
+            .iter()
+            .all(|n| !n.starts_with('.') || n == ".kiln.lock" || n == ".kiln.cache"),
         "staging left behind: {names:?}"
     );
 }

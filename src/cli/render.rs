@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::failure::{exit, plural, Failure};
 use super::session::{Session, TextOrJson, ValueArgs};
+use kiln_compiler::emit::{stat, WriteReport};
 use kiln_compiler::progress::step;
 
 #[derive(Debug, clap::Args)]
@@ -66,9 +67,19 @@ pub(super) fn render(
         }
         return Ok(exit::DIFFERENCES);
     }
-    let compiled = session.compile_changed(args.names, &args.values)?;
+    let options = session.options(args.names, &args.values)?;
+    // Nothing changed since the last full render (the stat cache): done.
+    if let Some(names) = all.then(|| stat::unchanged(&session.repo, out_dir, &options)).flatten() {
+        let report = WriteReport {
+            unchanged: names,
+            ..WriteReport::default()
+        };
+        return print_report(&report, started, json, stdout, stderr);
+    }
+    // The inputs as they are before they are read.
+    let before = all.then(|| stat::inputs(&session.repo));
+    let compiled = session.compile_changed(&options)?;
     let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
-    let count = plural(outputs.len() + fresh.len(), "output", "outputs");
     // One kiln writes out/ at a time; another waits.
     let _lock = kiln_compiler::emit::lock(out_dir, || {
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
@@ -76,6 +87,26 @@ pub(super) fn render(
     let report = step(progress, "write", None, || {
         kiln_compiler::emit::write(out_dir, outputs, fresh, all)
     })?;
+    match &before {
+        Some(before) => {
+            let names: Vec<String> = report.written.iter().chain(&report.unchanged).cloned().collect();
+            // Only a shortcut: a failure to record costs the next render its speed.
+            let _ = stat::record(&session.repo, out_dir, &options, before, &names);
+        }
+        None => stat::forget(out_dir),
+    }
+    print_report(&report, started, json, stdout, stderr)
+}
+
+/// What a render wrote and kept, as JSON on stdout or a line on stderr.
+fn print_report(
+    report: &WriteReport,
+    started: Instant,
+    json: bool,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<i32, Failure> {
+    let count = plural(report.written.len() + report.unchanged.len(), "output", "outputs");
     if json {
         let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});
         writeln!(stdout, "{body}")?;

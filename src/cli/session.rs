@@ -26,34 +26,32 @@ pub(super) struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Loads, resolves and renders the selected outputs in memory.
-    /// Loads and resolves, and renders the selected outputs whose `out/`
-    /// is not already up to date.
-    pub(super) fn compile_changed(&self, names: Vec<String>, values: &ValueArgs) -> Result<Compiled, Failure> {
-        let options = Options {
+    /// What a render of `names` (every output when empty) renders with.
+    pub(super) fn options(&self, names: Vec<String>, values: &ValueArgs) -> Result<Options, Failure> {
+        Ok(Options {
             only: names,
             overrides: values.layers()?,
             limits: self.limits,
-        };
+        })
+    }
+
+    /// Loads and resolves, and renders the selected outputs whose `out/`
+    /// is not already up to date.
+    pub(super) fn compile_changed(&self, options: &Options) -> Result<Compiled, Failure> {
         Ok(kiln_compiler::compile_changed(
             &self.repo,
             &self.out_dir,
-            &options,
+            options,
             self.progress,
         )?)
     }
 
+    /// Loads, resolves and renders the selected outputs in memory.
     pub(super) fn compile(&self, names: Vec<String>, values: &ValueArgs) -> Result<Vec<Output>, Failure> {
-        let overrides = values.layers()?;
-        let options = Options {
-            only: names,
-            overrides,
-            limits: self.limits,
-        };
         Ok(kiln_compiler::compile(
             &self.repo,
             &self.out_dir,
-            &options,
+            &self.options(names, values)?,
             self.progress,
         )?)
     }

@@ -76,10 +76,13 @@ pub fn copy_tree(from: &Path, to: &Path, reverse: bool) {
     }
 }
 
-/// Every file under `dir`, by relative path, with its bytes.
+/// Every file under `dir`, by relative path, with its bytes; kiln's own
+/// stat cache (`out/.kiln.cache`) is left out: it records inode numbers and
+/// times, never content.
 pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
         .into_iter()
+        .filter_entry(|e| e.file_name() != kiln_compiler::emit::stat::FILE)
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .map(|e| {

@@ -59,7 +59,7 @@ pub struct Repo {
 }
 
 /// Directories kiln reads, and the files in them that are inputs.
-const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
+pub(crate) const INPUT_DIRS: &[&str] = &["sites", "blueprints", "recipes", "clusters"];
 
 /// Reads and checks the repository at `root`. Documents with problems are
 /// left out of the returned `Repo` and reported, so that later checks can

@@ -287,7 +287,7 @@ fn named_templates(text: &str) -> Option<Vec<&str>> {
 const KILN_VERSION_KEY: &str = "<kiln version>";
 
 /// kiln's version and the fingerprint of the code that renders (build.rs).
-const KILN_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("KILN_SOURCE_DIGEST"));
+pub(crate) const KILN_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("KILN_SOURCE_DIGEST"));
 
 /// What each output is rendered from, by output name, without rendering:
 /// its inputs digest, and for a site the IPAM lock it reads. Outputs with
