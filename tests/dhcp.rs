@@ -68,15 +68,6 @@ fn no_dad(ns: &str, dev: &str) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A number no other `Net` of this test process has, for its namespaces'
 /// and interfaces' names (tests run in parallel).
 fn unique_id() -> u32 {

@@ -44,6 +44,19 @@ fn boot_vm_as(server: &Server, mac: &str, extra: &[&str], limit: Duration, conso
     text
 }
 
+/// `kiln serve` on the tiny site's plan, its artifacts, secrets and
+/// operator token (`executor_files`).
+fn serve_e2e(r: &Path) -> Server {
+    let paths = [
+        ("--plan", "out/t"),
+        ("--state", "state"),
+        ("--artifacts", "art"),
+        ("--secrets", "secrets"),
+        ("--operator-token-file", "operator-token"),
+    ];
+    serve_with(r, &paths, &[])
+}
+
 fn op(server: &Server, path: &str) -> serde_json::Value {
     http(
         &server.url,
@@ -62,19 +75,7 @@ fn a_real_ipxe_client_installs_and_then_boots_its_disk() {
     let repo = tiny_site(&kernel, &initrd);
     let r = repo.path();
     executor_files(r, &kernel, &initrd, "e2e-secret", "e2e-operator-token-0123456789");
-    let args = [
-        ("--plan", r.join("out/t")),
-        ("--state", r.join("state")),
-        ("--artifacts", r.join("art")),
-        ("--secrets", r.join("secrets")),
-        ("--operator-token-file", r.join("operator-token")),
-    ];
-    let args: Vec<String> = args
-        .iter()
-        .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
-        .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args, &r.join("serve.log"));
+    let server = serve_e2e(r);
 
     let first_boot = Instant::now();
     let console = boot_vm(&server, Duration::from_secs(150), &r.join("console-1.log"));
@@ -186,18 +187,7 @@ fn an_unknown_machine_is_discovered_adopted_rendered_and_installed() {
     let rendered = kiln(r, &["render"]);
     assert_eq!(rendered.code, 0, "{}", rendered.stderr);
     executor_files(r, &kernel, &initrd, "e2e-secret", "e2e-operator-token-0123456789");
-    let args: Vec<String> = [
-        ("--plan", r.join("out/t")),
-        ("--state", r.join("state")),
-        ("--artifacts", r.join("art")),
-        ("--secrets", r.join("secrets")),
-        ("--operator-token-file", r.join("operator-token")),
-    ]
-    .iter()
-    .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
-    .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args, &r.join("serve.log"));
+    let server = serve_e2e(r);
     let (mac, smbios) = (
         "52:54:00:00:00:77",
         ["-smbios", "type=1,serial=E2E-0077,manufacturer=kiln-lab"],
@@ -241,11 +231,9 @@ fn an_unknown_machine_is_discovered_adopted_rendered_and_installed() {
     assert!(kiln(r, &adopt).stdout.contains("0 machines adopted"));
     let rendered = kiln(r, &["render"]);
     assert_eq!(rendered.code, 0, "{}", rendered.stderr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !op(&server, "/v1/machines").to_string().contains("node-e2e-0077") {
-        assert!(Instant::now() < deadline, "the executor never activated the new plan");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("the executor never activated the new plan", || {
+        op(&server, "/v1/machines").to_string().contains("node-e2e-0077")
+    });
 
     // Second boot: the same hardware installs as the adopted machine.
     let console = boot_vm_as(

@@ -42,18 +42,13 @@ impl Lab {
         ] {
             std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        let args: Vec<String> = [
-            ("--plan", r.join("out/lab")),
-            ("--state", r.join("state")),
-            ("--secrets", r.join("secrets")),
-            ("--operator-token-file", r.join("operator-token")),
-        ]
-        .iter()
-        .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
-        .collect();
-        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        args.extend_from_slice(extra);
-        let server = Server::start(&args, &r.join("serve.log"));
+        let paths = [
+            ("--plan", "out/lab"),
+            ("--state", "state"),
+            ("--secrets", "secrets"),
+            ("--operator-token-file", "operator-token"),
+        ];
+        let server = serve_with(r, &paths, extra);
         Lab { repo, server }
     }
 
@@ -144,15 +139,6 @@ fn hardware(dir: &Path, nics: &[(&str, &str)], disks: &[(&str, u64)], serial: &s
     write(dir, "proc/meminfo", "MemTotal:        4030464 kB\nMemFree:  1 kB\n");
     write(dir, "proc/sys/kernel/hostname", &format!("{hostname}\n"));
     dir.to_path_buf()
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// node-01's network as its agent sees it: a namespace where `kfix0` (its
@@ -377,14 +363,9 @@ fn an_unknown_machine_is_discovered_and_adopted_once_and_installs_only_once_rend
         .find(|m| m["name"] == "node-sn-77-01")
         .unwrap();
     assert_eq!(planned["labels"]["vendor"], "QEMU");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !lab.operator("GET", "/v1/machines", "").text().contains("node-sn-77-01") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the executor never activated the new plan"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_until("the executor never activated the new plan", || {
+        lab.operator("GET", "/v1/machines", "").text().contains("node-sn-77-01")
+    });
     let boot = lab.get("/boot/ipxe?mac=52-54-00-77-00-01").text();
     assert!(
         boot.contains("ks.cfg"),

@@ -381,3 +381,34 @@ pub fn proxmox_at_v1alpha1(repo: &Path) {
         "  values:\n    infrastructureApiVersion: infrastructure.cluster.x-k8s.io/v1alpha1\n",
     );
 }
+
+/// Runs `ip ARGS` (iproute2); the test fails if it does.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2's ip is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `kiln serve` with `paths` (flag, path under `r`) and `extra`
+/// flags, logging to `r/serve.log`.
+pub fn serve_with(r: &Path, paths: &[(&str, &str)], extra: &[&str]) -> Server {
+    let mut args: Vec<String> = paths
+        .iter()
+        .flat_map(|(flag, path)| [flag.to_string(), r.join(path).display().to_string()])
+        .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&args, &r.join("serve.log"))
+}
+
+/// Waits up to 20 s for `done`, failing with `what` when it never is.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

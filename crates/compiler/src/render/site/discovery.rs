@@ -6,14 +6,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{artifacts_context, install_file_name, IntoJinja};
+use super::{artifacts_context, install_file_name, planned_artifacts, IntoJinja};
 use crate::diag::Diagnostics;
 use crate::layout::{self, Origin, ValuesOf};
 use crate::merge::merge;
 use crate::render::Context;
 use crate::resolve::site::SiteModel;
 use kiln_plan::placeholder::{SERVER, TOKEN};
-use kiln_plan::{DiscoveryStep, PlannedArtifact};
+use kiln_plan::DiscoveryStep;
 
 /// The discovery files and step of a site with discovery on.
 pub(super) type Discovery = (Vec<(String, Vec<u8>, Origin)>, DiscoveryStep);
@@ -82,16 +82,7 @@ pub(super) fn render(cx: &Context, site: &SiteModel) -> Result<Option<Discovery>
         DiscoveryStep {
             boot_script: layout::DISCOVERY_BOOT.into(),
             install_file: layout::discovery_file(&served),
-            artifacts: blueprint
-                .object
-                .spec
-                .artifacts
-                .values()
-                .map(|a| PlannedArtifact {
-                    path: a.path.clone(),
-                    sha256: a.sha256.to_string(),
-                })
-                .collect(),
+            artifacts: planned_artifacts(blueprint),
         },
     )))
 }

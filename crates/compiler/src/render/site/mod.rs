@@ -321,16 +321,7 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
                     name: step,
                     boot_script,
                     install_file,
-                    artifacts: blueprint
-                        .object
-                        .spec
-                        .artifacts
-                        .values()
-                        .map(|a| PlannedArtifact {
-                            path: a.path.clone(),
-                            sha256: a.sha256.to_string(),
-                        })
-                        .collect(),
+                    artifacts: planned_artifacts(blueprint),
                 });
             }
             Err(d) => diags.extend(d),
@@ -424,6 +415,20 @@ fn step_files(
 pub(crate) fn install_file_name(template: &str) -> String {
     let file = template.rsplit('/').next().unwrap_or(template);
     file.strip_suffix(".j2").unwrap_or(file).to_string()
+}
+
+/// A blueprint's artifacts as the plan lists them.
+fn planned_artifacts(blueprint: &Input<Blueprint>) -> Vec<PlannedArtifact> {
+    blueprint
+        .object
+        .spec
+        .artifacts
+        .values()
+        .map(|a| PlannedArtifact {
+            path: a.path.clone(),
+            sha256: a.sha256.to_string(),
+        })
+        .collect()
 }
 
 /// A blueprint's artifacts as templates see them: path, SHA-256 and URL.
