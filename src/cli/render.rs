@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use super::failure::{exit, plural, Failure};
 use super::session::{Session, TextOrJson, ValueArgs};
-use kiln_compiler::emit::{stat, WriteReport};
+use kiln_compiler::emit::WriteReport;
 use kiln_compiler::progress::step;
+use kiln_compiler::stat;
 
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {

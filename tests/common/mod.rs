@@ -82,7 +82,7 @@ pub fn copy_tree(from: &Path, to: &Path, reverse: bool) {
 pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(dir)
         .into_iter()
-        .filter_entry(|e| e.file_name() != kiln_compiler::emit::stat::FILE)
+        .filter_entry(|e| e.file_name() != kiln_compiler::stat::FILE)
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .map(|e| {

@@ -17,6 +17,7 @@ pub mod merge;
 pub mod progress;
 pub mod render;
 pub mod resolve;
+pub mod stat;
 pub mod yaml;
 
 #[cfg(test)]

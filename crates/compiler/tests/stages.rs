@@ -32,6 +32,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "drift",
+        &[
+            "diag", "yaml", "layout", "progress", "load", "resolve", "merge", "render", "emit",
+        ],
+    ),
+    ("stat", &["diag", "yaml", "layout", "progress", "load", "render"]),
+    (
         "explain",
         &[
             "diag", "yaml", "layout", "progress", "load", "resolve", "merge", "render", "emit",

@@ -7,7 +7,6 @@
 //! that fails or is killed leaves every `out/<name>/` as it was; a killed
 //! one may leave a `.kiln-staging-*` directory, removed by the next run.
 
-pub mod stat;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
