@@ -442,23 +442,39 @@ fn an_agent_reports_and_drift_catches_a_changed_mac_a_missing_disk_and_a_lost_ad
         "systemd-analyze verify: {complaints}"
     );
 
-    // The agent, as the installed system runs it.
+    // The agent, fetched with the credential as %post does, and run as
+    // the installed system runs it.
+    let script_url = format!("{boot_url}/v1/agents/script");
+    assert!(
+        ks.contains(&format!("-o /usr/local/libexec/kiln-agent '{script_url}'")),
+        "{ks}"
+    );
+    assert_eq!(http(&boot_url, "GET", "/v1/agents/script", &[], b"").status, 401);
+    let wrong = [(
+        "Authorization",
+        "Bearer 0000000000000000000000000000000000000000000000000000000000000000",
+    )];
+    assert_eq!(http(&boot_url, "GET", "/v1/agents/script", &wrong, b"").status, 401);
+    let bearer = format!("Bearer {credential}");
+    let fetched = http(
+        &boot_url,
+        "GET",
+        "/v1/agents/script",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(fetched.status, 200, "{}", fetched.text());
+    assert!(
+        fetched
+            .text()
+            .contains(&format!("CHECKIN_URL='{boot_url}/v1/agents/checkin'")),
+        "the agent reports where it was installed from: {}",
+        fetched.text()
+    );
     let agent = r.join("kiln-agent");
-    std::fs::write(
-        &agent,
-        between(
-            &ks,
-            "cat > /usr/local/libexec/kiln-agent <<'KILN_AGENT'\n",
-            "KILN_AGENT\n",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&agent, fetched.body).unwrap();
     let credential_file = r.join("agent-credential");
     std::fs::write(&credential_file, format!("{credential}\n")).unwrap();
-    assert!(
-        ks.contains(&format!("CHECKIN_URL='{boot_url}/v1/agents/checkin'")),
-        "the agent reports where it was installed from"
-    );
     let declared = [("kfix0", "52:54:00:12:34:01"), ("kfix1", "52:54:00:aa:34:01")];
     let fixture = hardware(
         &r.join("hw"),

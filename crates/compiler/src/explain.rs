@@ -72,8 +72,16 @@ fn layers_for(cx: &Context, model: &Model, name: &str, origin: &Origin) -> Vec<L
             .map(|c| cx.cluster_layers(c))
             .unwrap_or_default(),
         ValuesOf::Site => site().map(|s| cx.site_layers(s.input)).unwrap_or_default(),
-        ValuesOf::Discovery { .. } => site()
-            .and_then(|s| Some(cx.machine_layers(s.input, None, s.discovery?)))
+        ValuesOf::Blueprint { blueprint } => site()
+            .and_then(|s| {
+                let bp = s
+                    .machines
+                    .iter()
+                    .map(|m| m.blueprint)
+                    .chain(s.discovery)
+                    .find(|b| b.object.name() == blueprint)?;
+                Some(cx.machine_layers(s.input, None, bp))
+            })
             .unwrap_or_default(),
         ValuesOf::Machine { machine, blueprint, .. } => site()
             .and_then(|s| {

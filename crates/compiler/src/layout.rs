@@ -43,6 +43,11 @@ pub fn discovery_file(file: &str) -> String {
     format!("install/_discovery/{file}")
 }
 
+/// A blueprint's agent script (one per site: it names no machine).
+pub fn agent_script(blueprint: &str, file: &str) -> String {
+    format!("agent/{blueprint}/{file}")
+}
+
 /// A DNS zone of a site.
 pub fn zone(name: &str) -> String {
     format!("dns/{name}.zone")
@@ -69,8 +74,9 @@ pub enum ValuesOf {
     Site,
     /// The cluster's layers.
     Cluster,
-    /// The site's layers over the discovery blueprint's.
-    Discovery { blueprint: String },
+    /// The site's layers over a blueprint's: what is rendered once per site
+    /// for a blueprint (the discovery step, an agent).
+    Blueprint { blueprint: String },
     /// One machine's layers for one step of its workflow.
     Machine {
         machine: String,

@@ -54,6 +54,7 @@ pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
         .route("/artifacts/{*path}", get(artifact))
         .route("/v1/agents/facts", post(facts).layer(facts_limit))
         .route("/v1/agents/checkin", post(checkin).layer(facts_limit))
+        .route("/v1/agents/script", get(agent_script))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }));
     // The provisioning network learns whether a plan is active, not why.
     router = match surface {
@@ -461,29 +462,49 @@ async fn facts(State(app): State<Arc<App>>, request: Request) -> Answer {
     .into_response())
 }
 
-/// `POST /v1/agents/checkin`: an installed machine's agent reports its
-/// facts with its agent credential.
-async fn checkin(State(app): State<Arc<App>>, request: Request) -> Answer {
-    let plan = active_plan(&app)?;
-    let token = bearer(request.headers())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer agent credential is required"))?
-        .to_string();
-    let machine = app
-        .store
-        .read(|c| agents::agent_machine(c, &token))
+/// The machine whose agent credential `headers` carry; 401 otherwise.
+fn agent(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token =
+        bearer(headers).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "a bearer agent credential is required"))?;
+    app.store
+        .read(|c| agents::agent_machine(c, token))
         .map_err(internal)?
         .ok_or_else(|| {
             error(
                 StatusCode::UNAUTHORIZED,
                 "the agent credential is unknown or was revoked (reprovisioned or reinstalled)",
             )
-        })?;
+        })
+}
+
+/// `GET /v1/agents/script`: the agent of a machine's blueprint, for its
+/// installer to put in place.
+async fn agent_script(State(app): State<Arc<App>>, Extension(scheme): Extension<Scheme>, headers: HeaderMap) -> Answer {
+    let plan = active_plan(&app)?;
+    let machine = agent(&app, &headers)?;
+    let script = plan
+        .machine(&machine)
+        .and_then(|m| m.agent.as_ref())
+        .and_then(|a| plan.file(&a.script))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "this machine's plan has no agent"))?;
+    Ok(plain(
+        filled(script, &boot_fill(&server_url(&app, scheme, &headers), ""))?,
+        "text/plain; charset=utf-8",
+    ))
+}
+
+/// `POST /v1/agents/checkin`: an installed machine's agent reports its
+/// facts with its agent credential.
+async fn checkin(State(app): State<Arc<App>>, request: Request) -> Answer {
+    let plan = active_plan(&app)?;
+    let machine = agent(&app, request.headers())?;
     let snapshot = snapshot(&app, request).await?;
     let who = machine.clone();
     commit(&app, move |t, events| agents::checkin(t, &who, &snapshot, events)).await?;
     let next = plan
         .machine(&machine)
-        .and_then(|m| m.agent_interval_seconds)
+        .and_then(|m| m.agent.as_ref())
+        .map(|a| a.interval_seconds)
         .unwrap_or(900);
     Ok(Json(AgentAnswer {
         machine,

@@ -544,7 +544,7 @@ pub(crate) fn statuses(conn: &Connection, only: Option<&str>) -> rusqlite::Resul
 /// An installed machine whose agent has not reported for three intervals
 /// (counted from its install when it never has).
 pub(crate) fn stale(m: &PlannedMachine, status: &Status, at: i64) -> bool {
-    match (m.agent_interval_seconds, status.state) {
+    match (m.agent.as_ref().map(|a| a.interval_seconds), status.state) {
         (Some(interval), Some(MachineState::Installed)) => {
             let heard = status.agent_seen.unwrap_or(status.updated_at).max(status.updated_at);
             at - heard > 3 * i64::from(interval)
@@ -676,7 +676,10 @@ mod tests {
             generation: 1,
             steps: Vec::new(),
             labels: Default::default(),
-            agent_interval_seconds: interval,
+            agent: interval.map(|interval_seconds| kiln_plan::PlannedAgent {
+                script: "agent/rhel9/kiln-agent.sh".into(),
+                interval_seconds,
+            }),
         }
     }
 

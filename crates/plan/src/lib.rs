@@ -136,10 +136,19 @@ pub struct PlannedMachine {
     /// The Machine's `metadata.labels`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// Seconds between the installed OS's agent reports, when its
-    /// blueprint installs an agent (`values.agent`).
+    /// The agent its installed OS runs, when its blueprint has one and
+    /// `values.agent.enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_interval_seconds: Option<u32>,
+    pub agent: Option<PlannedAgent>,
+}
+
+/// An installed machine's agent: its script in the plan (one per blueprint
+/// of a site) and how often it reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedAgent {
+    pub script: String,
+    pub interval_seconds: u32,
 }
 
 /// The discovery step: the boot script an unknown MAC gets and the script

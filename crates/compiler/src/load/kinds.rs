@@ -321,6 +321,10 @@ pub struct BlueprintTemplates {
     pub ipxe: String,
     /// Install file template; the served name is the file name minus `.j2`.
     pub install: Option<String>,
+    /// The installed system's agent (with `values.agent.enabled`): rendered
+    /// once per site with the site's and the blueprint's values, fetched by
+    /// each machine with its agent credential (`/v1/agents/script`).
+    pub agent: Option<String>,
 }
 
 /// A Kubernetes cluster built with Cluster API and Talos.

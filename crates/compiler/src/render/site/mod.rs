@@ -4,13 +4,13 @@
 
 mod addresses;
 pub(crate) mod dhcp;
-mod discovery;
 mod dns;
 pub(crate) mod ipxe;
+mod once;
 mod served;
 mod sources;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ use crate::load::Input;
 use crate::merge::merge;
 use crate::resolve::ipam::{IpamLock, ZoneSerial};
 use crate::resolve::site::{MachineModel, SiteModel};
-use kiln_plan::{OutputKind, PlannedArtifact, PlannedMachine, StepName, WorkflowStep};
+use kiln_plan::{OutputKind, PlannedAgent, PlannedArtifact, PlannedMachine, StepName, WorkflowStep};
 
 use kiln_plan::placeholder::{AGENT_TOKEN, SERVER, TOKEN};
 
@@ -149,17 +149,37 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
             Err(d) => diags.extend(d),
         }
     }
-    let discovery = discovery::render(cx, site).unwrap_or_else(|d| {
+    // Rendered once: the discovery step, and each agent some machine runs.
+    let discovery = once::discovery(cx, site).unwrap_or_else(|d| {
         diags.extend(d);
         None
     });
-    let discovery = discovery.map(|(rendered, step)| {
-        for (path, bytes, origin) in rendered {
-            origins.insert(path.clone(), origin);
-            files.insert(path, bytes);
+    let with_agents: BTreeSet<&str> = machines
+        .iter()
+        .filter(|m| m.agent.is_some())
+        .map(|m| m.blueprint.as_str())
+        .collect();
+    let agents: BTreeMap<&str, &Input<Blueprint>> = site
+        .machines
+        .iter()
+        .map(|m| (m.blueprint.object.name(), m.blueprint))
+        .filter(|(name, _)| with_agents.contains(name))
+        .collect();
+    let mut once_files = Vec::new();
+    for blueprint in agents.values() {
+        match once::agent(cx, site, blueprint) {
+            Ok(rendered) => once_files.extend(rendered),
+            Err(d) => diags.extend(d),
         }
+    }
+    let discovery = discovery.map(|(rendered, step)| {
+        once_files.extend(rendered);
         step
     });
+    for (path, bytes, origin) in once_files {
+        origins.insert(path.clone(), origin);
+        files.insert(path, bytes);
+    }
     diags.finish(())?;
     Ok(Output {
         name: site.name().to_string(),
@@ -347,7 +367,13 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
             generation: m.input.object.spec.generation,
             steps,
             labels: m.input.object.metadata.labels.clone(),
-            agent_interval_seconds: agent.interval_seconds(),
+            agent: agent
+                .interval_seconds()
+                .zip(once::agent_path(m.blueprint))
+                .map(|(interval_seconds, script)| PlannedAgent {
+                    script,
+                    interval_seconds,
+                }),
         },
     })
 }
@@ -508,6 +534,7 @@ fn machine_context(
         "token": TOKEN,
         "server": SERVER,
         "checkin_url": format!("{SERVER}/v1/agents/checkin"),
+        "agent_url": format!("{SERVER}/v1/agents/script"),
         "agent_token": AGENT_TOKEN,
     })
 }

@@ -36,7 +36,13 @@ const SOURCE_KEYS: &[&str] = &[
 ];
 
 /// Executor routes that answer for any machine with a run.
-const API_ROUTES: &[&str] = &["/v1/agents/facts", "/v1/agents/checkin", "/menu.ipxe", "/boot/ipxe"];
+const API_ROUTES: &[&str] = &[
+    "/v1/agents/facts",
+    "/v1/agents/checkin",
+    "/v1/agents/script",
+    "/menu.ipxe",
+    "/boot/ipxe",
+];
 
 /// One rendered file of a machine step and what it was rendered from.
 pub(super) struct Rendered<'a> {
