@@ -71,7 +71,10 @@ impl Browser {
         };
         let started = Instant::now();
         while browser.agent.get(format!("{}/status", browser.base)).call().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let args = json!([
@@ -111,7 +114,12 @@ impl Browser {
         };
         let mut response = response.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let status = response.status().as_u16();
-        let text = response.body_mut().with_config().limit(64 << 20).read_to_string().unwrap();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
         let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("WebDriver answered {text}"));
         assert_eq!(status, 200, "WebDriver {method} {path}: {value}");
         value["value"].clone()
@@ -179,6 +187,10 @@ impl Browser {
         self.js(&script).as_str().unwrap_or_default().to_string()
     }
 
+    fn resize(&self, width: u32, height: u32) {
+        self.command("POST", "/window/rect", Some(json!({"width": width, "height": height})));
+    }
+
     /// Saves a PNG of the window.
     fn screenshot(&self, to: &Path) {
         let png = base64(self.command("GET", "/screenshot", None).as_str().unwrap());
@@ -223,10 +235,17 @@ fn base64(text: &str) -> Vec<u8> {
         b'/' => 63,
         _ => panic!("not base64: {c}"),
     };
-    let digits: Vec<u8> = text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).map(value).collect();
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .map(value)
+        .collect();
     let mut out = Vec::with_capacity(digits.len() * 3 / 4);
     for chunk in digits.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
@@ -238,7 +257,15 @@ fn base64(text: &str) -> Vec<u8> {
 fn add_operator(ops: &Path, name: &str, role: &str) -> String {
     let run = kiln(
         Path::new("."),
-        &["serve", "add-operator", name, "--role", role, "--operators", ops.to_str().unwrap()],
+        &[
+            "serve",
+            "add-operator",
+            name,
+            "--role",
+            role,
+            "--operators",
+            ops.to_str().unwrap(),
+        ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     run.stdout.trim().to_string()
@@ -246,9 +273,13 @@ fn add_operator(ops: &Path, name: &str, role: &str) -> String {
 
 /// The token and file name of the install URL in a served boot script.
 fn install_path(script: &str) -> String {
-    let at = script.find("/install/").unwrap_or_else(|| panic!("no install URL in {script}"));
+    let at = script
+        .find("/install/")
+        .unwrap_or_else(|| panic!("no install URL in {script}"));
     let rest = &script[at..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .unwrap_or(rest.len());
     rest[..end].to_string()
 }
 
@@ -296,7 +327,12 @@ fn tiny_fleet(repo: &Path) -> (Server, String) {
     let secrets = repo.join("secrets");
     let server = serve_tiny(
         repo,
-        &["--operators", ops.to_str().unwrap(), "--secrets", secrets.to_str().unwrap()],
+        &[
+            "--operators",
+            ops.to_str().unwrap(),
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ],
     );
     (server, vera)
 }
@@ -348,7 +384,6 @@ fn axe(browser: &Browser) -> Vec<String> {
 fn the_page_is_served_with_its_policy_on_the_operator_listener_only() {
     let repo = tiny_site(b"kernel", b"initrd");
     let r = repo.path();
-    write(r, "operator-token", "ui-operator-token-0123456789abcdef");
     let log = r.join("serve.log");
     let (plan, state) = (r.join("out/t"), r.join("state"));
     let server = Server::start(
@@ -374,7 +409,11 @@ fn the_page_is_served_with_its_policy_on_the_operator_listener_only() {
     }
     assert_ne!(boot_url, server.url);
     for path in ["/ui", "/ui/", "/ui/app.js", "/ui/app.css"] {
-        assert_eq!(http(&boot_url, "GET", path, &[], b"").status, 404, "{path} on the boot listener");
+        assert_eq!(
+            http(&boot_url, "GET", path, &[], b"").status,
+            404,
+            "{path} on the boot listener"
+        );
     }
     let page = http(&server.url, "GET", "/ui", &[], b"");
     assert_eq!(page.status, 200);
@@ -432,9 +471,16 @@ fn the_fleet_page_follows_boots_without_a_reload() {
         json!(["m1", "m2"])
     );
     // The token is in the tab's session storage, never in the URL.
-    assert_eq!(browser.js("return sessionStorage.getItem('kiln.operatorToken')"), json!(vera));
+    assert_eq!(
+        browser.js("return sessionStorage.getItem('kiln.operatorToken')"),
+        json!(vera)
+    );
     assert!(!browser.js("return location.href").as_str().unwrap().contains(&vera));
-    browser.wait("the event stream", "document.getElementById('live').textContent === 'Live'", secs(10));
+    browser.wait(
+        "the event stream",
+        "document.getElementById('live').textContent === 'Live'",
+        secs(10),
+    );
     browser.js("window.kilnTestMarker = 'no reload'; return true;");
 
     boot(&server.url, "52:54:00:00:00:01", "installed");
@@ -454,9 +500,20 @@ fn the_fleet_page_follows_boots_without_a_reload() {
         "document.querySelectorAll('#timeline li').length >= 5 && [...document.querySelectorAll('#timeline li')].map(l => l.textContent)",
         secs(10),
     );
-    let lines: Vec<&str> = timeline.as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(lines.iter().any(|l| l.contains("m1: installing → installed")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("unknown MAC 52:54:00:00:00:99")), "{lines:?}");
+    let lines: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("m1: installing → installed")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("unknown MAC 52:54:00:00:00:99")),
+        "{lines:?}"
+    );
     // Newest first: m1's install was done before the unknown MAC booted.
     let installed = lines.iter().position(|l| l.contains("→ installed")).unwrap();
     let unknown = lines.iter().position(|l| l.contains("unknown MAC")).unwrap();
@@ -471,7 +528,9 @@ fn the_fleet_page_follows_boots_without_a_reload() {
         "document.querySelectorAll('#rows tr[data-machine]').length === 1",
         secs(5),
     );
-    browser.js("const f = document.getElementById('f-name'); f.value = ''; f.dispatchEvent(new Event('input')); return true;");
+    browser.js(
+        "const f = document.getElementById('f-name'); f.value = ''; f.dispatchEvent(new Event('input')); return true;",
+    );
     browser.click("[data-count=installed]");
     browser.wait(
         "the state filter",
@@ -487,7 +546,12 @@ fn the_fleet_page_follows_boots_without_a_reload() {
         secs(10),
     );
     let detail = detail.as_str().unwrap();
-    for expected in ["install: boot/machines/m1.ipxe", "install: install/m1/install.sh", "machine:m1", "facts need the operator role"] {
+    for expected in [
+        "install: boot/machines/m1.ipxe",
+        "install: install/m1/install.sh",
+        "machine:m1",
+        "facts need the operator role",
+    ] {
         assert!(detail.contains(expected), "{expected} not in the detail: {detail}");
     }
     let shot = screenshots().join("fleet.png");
@@ -558,7 +622,11 @@ fn ten_thousand_machines_render_within_a_second() {
     );
 
     // A boot storm while the page is open: applied in batches, one frame each.
-    browser.wait("the event stream", "document.getElementById('live').textContent === 'Live'", secs(10));
+    browser.wait(
+        "the event stream",
+        "document.getElementById('live').textContent === 'Live'",
+        secs(10),
+    );
     browser.js("window.kilnTestMarker = 'no reload'; return true;");
     for i in 0..300usize {
         let mac = format!("52:54:01:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 0xff, i & 0xff);
@@ -570,7 +638,10 @@ fn ten_thousand_machines_render_within_a_second() {
          && document.querySelector('[data-count=new] .n').textContent === '9,700'",
         secs(20),
     );
-    assert_eq!(browser.js("return document.querySelectorAll('#timeline li').length"), json!(200));
+    assert_eq!(
+        browser.js("return document.querySelectorAll('#timeline li').length"),
+        json!(200)
+    );
     assert_eq!(browser.js("return window.kilnTestMarker"), json!("no reload"));
 }
 
@@ -586,10 +657,18 @@ fn the_fleet_page_has_no_serious_accessibility_violation() {
 
     browser.type_into("#token", &vera);
     browser.click("#token-form button[type=submit]");
-    browser.wait("the event stream", "document.getElementById('live').textContent === 'Live'", secs(10));
+    browser.wait(
+        "the event stream",
+        "document.getElementById('live').textContent === 'Live'",
+        secs(10),
+    );
     boot(&server.url, "52:54:00:00:00:01", "installed");
     boot(&server.url, "52:54:00:00:00:02", "failed");
-    browser.wait("the timeline", "document.querySelectorAll('#timeline li').length >= 4", secs(10));
+    browser.wait(
+        "the timeline",
+        "document.querySelectorAll('#timeline li').length >= 4",
+        secs(10),
+    );
     browser.click("button[data-name=m1]");
     browser.wait(
         "m1's detail",
@@ -598,6 +677,18 @@ fn the_fleet_page_has_no_serious_accessibility_violation() {
     );
     found.extend(axe(&browser));
     assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
+
+    // The checker does see what it is meant to: an unlabelled field in
+    // grey on white.
+    browser.js("const i = document.createElement('input'); i.id = 'kiln-test-bad'; \
+         document.getElementById('machines-h').after(i); \
+         const p = document.createElement('p'); p.textContent = 'faint'; p.style.color = '#eee'; \
+         document.getElementById('machines-h').after(p); return true;");
+    let seeded = axe(&browser).join("\n");
+    assert!(
+        seeded.contains("label") && seeded.contains("color-contrast"),
+        "{seeded}"
+    );
 }
 
 /// The screenshots of docs/executor.md, against the example lab site with
@@ -612,7 +703,10 @@ fn the_docs_screenshots_show_the_example_lab() {
     let plan: Value = serde_json::from_slice(&std::fs::read(d.join("lab/plan.json")).unwrap()).unwrap();
     // Every secret the lab's install files name, with a made-up value.
     let mut names = std::collections::BTreeSet::new();
-    for file in walkdir::WalkDir::new(d.join("lab/install")).into_iter().filter_map(Result::ok) {
+    for file in walkdir::WalkDir::new(d.join("lab/install"))
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         if file.file_type().is_file() {
             let text = std::fs::read_to_string(file.path()).unwrap_or_default();
             for part in text.split("@@kiln:secret:").skip(1) {
@@ -657,7 +751,11 @@ fn the_docs_screenshots_show_the_example_lab() {
     };
     let browser = Browser::start();
     browser.sign_in(&server.url, &olga);
-    browser.wait("the event stream", "document.getElementById('live').textContent === 'Live'", secs(10));
+    browser.wait(
+        "the event stream",
+        "document.getElementById('live').textContent === 'Live'",
+        secs(10),
+    );
     for (name, until) in [
         ("node-01", "installed"),
         ("node-03", "failed"),
@@ -677,6 +775,7 @@ fn the_docs_screenshots_show_the_example_lab() {
     );
     let out = screenshots();
     browser.screenshot(&out.join("lab-fleet.png"));
+    browser.resize(1280, 1000);
     browser.click("button[data-name=node-01]");
     browser.wait(
         "node-01's facts",
@@ -687,7 +786,10 @@ fn the_docs_screenshots_show_the_example_lab() {
     let found = axe(&browser);
     assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
     if std::env::var_os("KILN_UPDATE_DOCS_IMAGES").is_some() {
-        for (from, to) in [("lab-fleet.png", "fleet-page.png"), ("lab-detail.png", "fleet-page-detail.png")] {
+        for (from, to) in [
+            ("lab-fleet.png", "fleet-page.png"),
+            ("lab-detail.png", "fleet-page-detail.png"),
+        ] {
             let png = std::fs::read(out.join(from)).unwrap();
             assert!(png.len() < 200 * 1024, "{from} is {} bytes", png.len());
             std::fs::create_dir_all(repo_root().join("docs/images")).unwrap();

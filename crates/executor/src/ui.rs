@@ -103,7 +103,10 @@ mod tests {
         let page = std::str::from_utf8(INDEX.body).unwrap_or_default();
         for asset in [INDEX.body, SCRIPT.body, STYLE.body] {
             let text = std::str::from_utf8(asset).unwrap_or_default();
-            assert!(!text.contains("http://") && !text.contains("https://"), "an absolute URL");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "an absolute URL"
+            );
             assert!(!text.contains("innerHTML"), "data must reach the DOM as text");
         }
         assert!(!page.contains("<style") && !page.contains("style=") && !page.contains("onclick"));

@@ -170,6 +170,22 @@ function when(rfc3339) {
   return rfc3339 ? rfc3339.replace("T", " ").replace(/\+00:00$|Z$/, " UTC") : "—";
 }
 
+// Today's times as HH:MM:SS, older ones as their date (UTC, as the API).
+function short(rfc3339) {
+  if (!rfc3339) return "—";
+  const today = new Date().toISOString().slice(0, 10);
+  return rfc3339.slice(0, 10) === today ? rfc3339.slice(11, 19) : rfc3339.slice(0, 10);
+}
+
+function time(rfc3339) {
+  const t = el("time", { text: short(rfc3339) });
+  if (rfc3339) {
+    t.setAttribute("datetime", rfc3339);
+    t.title = when(rfc3339);
+  }
+  return t;
+}
+
 function stateBadge(m) {
   const badge = el("span", { class: "badge state-" + m.state, text: m.state });
   return m.stale ? [badge, el("span", { class: "stale", text: "(stale)" })] : [badge];
@@ -188,7 +204,7 @@ function row(m, index) {
     el("td", { text: m.blueprint }),
     el("td", { class: "mono", text: m.ip }),
     el("td", { class: "mono", text: m.mac }),
-    el("td", { text: when(m.lastSeen) }),
+    el("td", { class: "seen" }, time(m.lastSeen)),
     el("td", { text: labelsText(m.labels) }));
   if (m.name === view.selected) tr.classList.add("selected");
   return tr;
@@ -400,21 +416,21 @@ function renderDetail(d) {
   body.push(el("h3", { text: "Runs" }));
   const runs = (d.runs || []).slice().reverse();
   body.push(runs.length
-    ? table("Runs, newest first", ["run", "step", "state", "started", "ended", "reason"],
-      runs.map((r) => [r.id, r.step, r.state, when(r.startedAt), r.endedAt ? when(r.endedAt) : null, r.reason]))
+    ? table("Runs, newest first", ["run", "step", "started", "ended", "outcome"],
+      runs.map((r) => [r.id, r.step, short(r.startedAt), r.endedAt ? short(r.endedAt) : null, r.state + (r.reason ? ": " + r.reason : "")]))
     : el("p", { class: "empty", text: "No run yet." }));
-  body.push(el("h3", { text: "Audit trail" }));
-  const trail = el("ol", { reversed: true });
-  for (const a of (d.timeline || []).slice(-50).reverse()) {
-    const detail = a.detail && a.detail.to ? (a.detail.from || "—") + " → " + a.detail.to : "";
-    trail.append(el("li", { text: when(a.at) + " " + a.actor + ": " + a.action + (detail ? " " + detail : "") }));
-  }
-  body.push(trail.children.length ? trail : el("p", { class: "empty", text: "Nothing audited yet." }));
   body.push(el("h3", { text: "Last facts" }));
   if (!d.lastFacts) body.push(el("p", { class: "empty", text: "No report yet." }));
   else if (d.lastFacts.hidden) body.push(el("p", { text: "Reported " + when(d.lastFacts.at) + "; " + d.lastFacts.hidden + "." }));
-  else body.push(el("p", { text: "Reported " + when(d.lastFacts.at) }),
+  else body.push(el("p", { text: "Reported " + when(d.lastFacts.at) + ":" }),
     el("pre", { tabindex: "0", "aria-label": "Last facts (JSON)", text: JSON.stringify(d.lastFacts.snapshot, null, 2) }));
+  body.push(el("h3", { text: "Audit trail" }));
+  const trail = el("ol", { reversed: true });
+  for (const a of (d.timeline || []).slice(-50).reverse()) {
+    const change = a.detail && a.detail.to ? ": " + (a.detail.from || "—") + " → " + a.detail.to : "";
+    trail.append(el("li", {}, time(a.at), " " + a.actor + " " + a.action + change));
+  }
+  body.push(trail.children.length ? trail : el("p", { class: "empty", text: "Nothing audited yet." }));
   $("detail-body").replaceChildren(...body);
 }
 
