@@ -289,10 +289,11 @@ function flush() {
       m.state = e.to;
       if (BY_MACHINE.has(e.to) && e.at) m.lastSeen = e.at;
     }
-    if (m && e.type === "plan") scheduleReload();
+    if (e.type === "plan") scheduleReload(); // another plan: other machines
     if (e.machine && e.machine === view.selected) detailTouched = true;
-    entries.push(timelineEntry(e));
   }
+  // Only the newest TIMELINE_MAX can be shown: build no more than those.
+  for (const e of events.slice(-TIMELINE_MAX)) entries.push(timelineEntry(e));
   if (events.some((e) => e.type === "state")) refilter();
   const list = $("timeline");
   for (const entry of entries) list.prepend(entry);
@@ -370,10 +371,15 @@ async function follow() {
   if (stop.signal.aborted || view.stream !== stop) return;
   // The stream ended: catch up with what was missed, then follow again.
   $("live").textContent = "Event stream lost; reconnecting…";
-  setTimeout(() => {
+  const again = () => {
     if (view.stream !== stop) return;
-    loadMachines().then(follow, failed);
-  }, 3000);
+    loadMachines().then(follow, (error) => {
+      if (error instanceof Refused) return failed(error);
+      $("live").textContent = "Executor unreachable (" + error.message + "); retrying…";
+      setTimeout(again, 5000);
+    });
+  };
+  setTimeout(again, 3000);
 }
 
 // ------------------------------------------------------------ the detail
