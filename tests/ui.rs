@@ -621,6 +621,8 @@ fn ten_thousand_machines_render_within_a_second() {
         secs(5),
     );
 
+    browser.screenshot(&screenshots().join("fleet-10000-bottom.png"));
+
     // A boot storm while the page is open: applied in batches, one frame each.
     browser.wait(
         "the event stream",
@@ -653,6 +655,7 @@ fn the_fleet_page_has_no_serious_accessibility_violation() {
     let browser = Browser::start();
     browser.goto(&format!("{}/ui", server.url));
     browser.wait("the token form", "!document.getElementById('login').hidden", secs(10));
+    browser.screenshot(&screenshots().join("login.png"));
     let mut found = axe(&browser);
 
     browser.type_into("#token", &vera);
