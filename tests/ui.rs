@@ -776,6 +776,17 @@ fn the_docs_screenshots_show_the_example_lab() {
          && document.querySelector('[data-count=failed] .n').textContent === '1'",
         secs(10),
     );
+    // Where the executor reports steps, the rows follow them.
+    let auth = format!("Bearer {olga}");
+    let list = http(&server.url, "GET", "/v1/machines", &[("Authorization", &auth)], b"");
+    if list.json()["machines"][0].get("step").is_some() {
+        browser.wait(
+            "talos-cp-01's step",
+            "document.querySelector('tr[data-machine=talos-cp-01] td:nth-child(3)').textContent === 'install' \
+             && document.querySelector('tr[data-machine=node-01] td:nth-child(3)').textContent === '—'",
+            secs(5),
+        );
+    }
     let out = screenshots();
     browser.screenshot(&out.join("lab-fleet.png"));
     browser.resize(1280, 1000);

@@ -274,6 +274,9 @@ function enqueue(event) {
   if (!view.frame) view.frame = requestAnimationFrame(flush);
 }
 
+// The step a machine is in once it reaches a state (none when at rest).
+const STEP_OF = { commissioning: "commission", booting: "install", installing: "install" };
+
 const BY_MACHINE = new Set(["booting", "commissioning", "commissioned", "installing", "installed"]);
 
 function flush() {
@@ -288,7 +291,10 @@ function flush() {
     if (m && e.type === "state" && e.to) {
       m.state = e.to;
       if (BY_MACHINE.has(e.to) && e.at) m.lastSeen = e.at;
+      // Where the executor reports a machine's step, a new state says it.
+      if ("step" in m) m.step = STEP_OF[e.to] || null;
     }
+    if (m && e.type === "run" && e.outcome && "run" in m && m.run === e.run) m.run = null;
     if (e.type === "plan") scheduleReload(); // another plan: other machines
     if (e.machine && e.machine === view.selected) detailTouched = true;
   }
