@@ -201,11 +201,11 @@ function row(m, index) {
     el("th", { scope: "row" }, open),
     el("td", { class: "state" }, ...stateBadge(m)),
     el("td", { text: m.step || "—" }),
-    el("td", { text: m.blueprint }),
+    el("td", { text: m.blueprint, title: m.blueprint }),
     el("td", { class: "mono", text: m.ip }),
     el("td", { class: "mono", text: m.mac }),
     el("td", { class: "seen" }, time(m.lastSeen)),
-    el("td", { text: labelsText(m.labels) }));
+    el("td", { text: labelsText(m.labels), title: labelsText(m.labels) }));
   if (m.name === view.selected) tr.classList.add("selected");
   return tr;
 }
