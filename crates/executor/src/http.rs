@@ -81,6 +81,7 @@ pub(crate) fn router(app: Arc<App>, surface: Surface) -> Router {
                 "/openapi.yaml",
                 get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
             );
+        router = super::ui::routes(router);
     }
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -23,6 +23,7 @@ mod plan;
 mod secrets;
 mod store;
 mod tls;
+mod ui;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

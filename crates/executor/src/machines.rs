@@ -594,6 +594,12 @@ pub(crate) fn machine_detail(conn: &Connection, m: &PlannedMachine) -> rusqlite:
     let mut summary = serde_json::to_value(machine_summary(m, status.as_ref(), now())).unwrap_or_default();
     summary["runs"] = Value::Array(runs);
     summary["timeline"] = Value::Array(timeline);
+    // What its plan serves it: each step's boot script and install file.
+    summary["files"] = m
+        .steps
+        .iter()
+        .map(|s| json!({"step": s.name, "bootScript": s.boot_script, "installFile": s.install_file}))
+        .collect();
     summary["lastFacts"] = facts.map_or(
         Value::Null,
         |(at, s)| json!({"at": rfc3339(at), "source": source, "snapshot": serde_json::from_str::<Value>(&s).unwrap_or(Value::Null)}),
