@@ -67,44 +67,37 @@ fn nanos(seconds: i64, nanos: i64) -> i128 {
     i128::from(seconds) * 1_000_000_000 + i128::from(nanos)
 }
 
+/// An entry's `lstat`, `path` relative to `base`.
+fn stat(base: &Path, path: &Path) -> Option<Stat> {
+    let m = fs::symlink_metadata(path).ok()?;
+    let t = m.file_type();
+    let kind = if t.is_dir() {
+        'd'
+    } else if t.is_symlink() {
+        'l'
+    } else if t.is_file() {
+        'f'
+    } else {
+        'o'
+    };
+    Some(Stat {
+        path: path.strip_prefix(base).unwrap_or(path).to_string_lossy().into_owned(),
+        kind,
+        size: m.len(),
+        mtime: nanos(m.mtime(), m.mtime_nsec()),
+        ctime: nanos(m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+        mode: m.mode(),
+    })
+}
+
 /// Every entry under `dir` (itself included), `path` relative to `base`,
-/// never following a symbolic link. Names starting with `.kiln` (the
-/// lock, this cache, staging directories) are kiln's own and left out.
+/// never following a symbolic link, directories in parallel. Names
+/// starting with `.kiln` (the lock, this cache, staging directories) are
+/// kiln's own and left out. A missing `dir` is an entry of kind `-`.
 fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
-    let mut found: Vec<Stat> = walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| !(e.depth() > 0 && e.file_name().to_string_lossy().starts_with(".kiln")))
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let m = e.metadata().ok()?;
-            let kind = if m.is_dir() {
-                'd'
-            } else if m.file_type().is_symlink() {
-                'l'
-            } else if m.is_file() {
-                'f'
-            } else {
-                'o'
-            };
-            Some(Stat {
-                path: e
-                    .path()
-                    .strip_prefix(base)
-                    .unwrap_or(e.path())
-                    .to_string_lossy()
-                    .into_owned(),
-                kind,
-                size: m.len(),
-                mtime: nanos(m.mtime(), m.mtime_nsec()),
-                ctime: nanos(m.ctime(), m.ctime_nsec()),
-                ino: m.ino(),
-                mode: m.mode(),
-            })
-        })
-        .collect();
-    if found.is_empty() {
-        found.push(Stat {
+    let Some(top) = stat(base, dir) else {
+        return vec![Stat {
             path: dir.strip_prefix(base).unwrap_or(dir).to_string_lossy().into_owned(),
             kind: '-',
             size: 0,
@@ -112,7 +105,23 @@ fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
             ctime: 0,
             ino: 0,
             mode: 0,
-        });
+        }];
+    };
+    let is_dir = top.kind == 'd';
+    let mut found = vec![top];
+    if is_dir {
+        let entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+            .map(|r| r.filter_map(|e| e.ok()).collect())
+            .unwrap_or_default();
+        let below: Vec<Vec<Stat>> = entries
+            .par_iter()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(".kiln"))
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(base, &e.path()),
+                _ => stat(base, &e.path()).into_iter().collect(),
+            })
+            .collect();
+        found.extend(below.into_iter().flatten());
     }
     found
 }
@@ -120,7 +129,9 @@ fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
 /// The inputs' stats now.
 pub fn inputs(root: &Path) -> Inputs {
     let dirs: Vec<PathBuf> = crate::load::INPUT_DIRS.iter().map(|d| root.join(d)).collect();
-    Inputs(dirs.par_iter().flat_map_iter(|d| walk(root, d)).collect())
+    let mut all: Vec<Stat> = dirs.par_iter().flat_map_iter(|d| walk(root, d)).collect();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    Inputs(all)
 }
 
 fn outputs(out_dir: &Path) -> Vec<Stat> {
