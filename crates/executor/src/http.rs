@@ -269,8 +269,8 @@ async fn boot(
         .as_deref()
         .and_then(Mac::parse)
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "`mac` must be a MAC address"))?;
-    let digest = plan.digest.clone();
-    let Some(machine) = plan.machine_by_mac(&mac).cloned() else {
+    if plan.machine_by_mac(&mac).is_none() {
+        let digest = plan.digest.clone();
         let discovery = plan
             .plan
             .discovery
@@ -293,13 +293,20 @@ async fn boot(
             }
             _ => Ok(local_disk("unknown machine, recorded as discovered")),
         };
-    };
-    let (timing, planned) = (app.opts.timing, machine.clone());
-    match commit(&app, move |t, events| {
-        machines::boot(t, &planned, timing, &digest, events)
+    }
+    // The plan goes to the state store by reference count, not by copy.
+    let (timing, shared) = (app.opts.timing, plan.clone());
+    let answer = commit(&app, move |t, events| {
+        let planned = shared
+            .machine_by_mac(&mac)
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        machines::boot(t, planned, timing, &shared.digest, events)
     })
-    .await?
-    {
+    .await?;
+    let machine = plan
+        .machine_by_mac(&mac)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such machine in the plan"))?;
+    match answer {
         Boot::Installed => Ok(local_disk(&format!(
             "{} generation {} is installed",
             machine.name, machine.generation
@@ -309,7 +316,7 @@ async fn boot(
             machine.name, machine.generation
         ))),
         Boot::Step { step: name, token } => {
-            let script = step(&machine, name)
+            let script = step(machine, name)
                 .and_then(|s| plan.file(&s.boot_script))
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
             Ok(plain(

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::clock::{now, rfc3339};
-use super::store::{audit, exec, machine_row, row as query_row};
+use super::store::{audit, exec, machine_row, machine_seen, row as query_row};
 use kiln_plan::{
     sha256_hex, Facts, Mac, MachineFacts, MachineState, MachineSummary, Plan, PlannedMachine, RunOutcome, StepName,
 };
@@ -213,18 +213,13 @@ pub(crate) fn boot(
     let generation = i64::from(m.generation);
     // Activating a plan adds its machines; a row that has gone since (a
     // restored or hand-edited database) is added again, never assumed.
-    let row = match machine_row(t, &m.name)? {
+    let row = match machine_seen(t, &m.name, now())? {
         Some(row) => row,
         None => {
             add_machine(t, m, "machine added again (its state row was missing)", digest)?;
-            machine_row(t, &m.name)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?
+            machine_seen(t, &m.name, now())?.ok_or(rusqlite::Error::QueryReturnedNoRows)?
         }
     };
-    exec(
-        t,
-        "UPDATE machines SET last_seen = ?2 WHERE name = ?1",
-        params![m.name, now()],
-    )?;
     if row.installed_generation.is_some_and(|g| g >= generation) {
         return Ok(Boot::Installed);
     }
@@ -276,7 +271,9 @@ pub(crate) fn boot(
         StepName::Commission => MachineState::Commissioning,
         StepName::Install => MachineState::Booting,
     };
-    set_state(t, &m.name, state, &format!("machine:{}", m.name), None, digest, events)?;
+    if row.state != state {
+        set_state(t, &m.name, state, &format!("machine:{}", m.name), None, digest, events)?;
+    }
     Ok(Boot::Step { step, token })
 }
 

@@ -84,28 +84,72 @@ pub(crate) struct Fill<'a> {
     pub secrets: Option<&'a Secrets>,
 }
 
-/// Fills the runtime placeholders of a served file: the server URL, the
-/// run token, the agent credential and, when `secrets` are given, every
-/// secret.
+/// Fills the runtime placeholders of a served file in one pass: the server
+/// URL, the run token, the agent credential and, when `secrets` are given,
+/// every secret. What is filled in is not looked at again; text that only
+/// looks like a placeholder stays as it is.
 pub(crate) fn fill(content: &[u8], with: &Fill) -> Result<Vec<u8>, String> {
-    let (server, token, secrets) = (with.server, with.token, with.secrets);
-    let text = String::from_utf8_lossy(content);
-    let mut out = text
-        .replace(SERVER, server)
-        .replace(TOKEN, token)
-        .replace(AGENT_TOKEN, with.agent);
-    let mut from = 0;
-    while let Some(found) = out[from..].find(SECRET) {
-        let start = from + found;
-        let rest = &out[start + SECRET.len()..];
-        let end = rest.find(SECRET_SUFFIX).ok_or("unterminated secret placeholder")?;
-        let name = rest[..end].to_string();
-        let value = match secrets {
-            Some(s) => s.get(&name)?,
-            None => return Err(format!("secret `{name}` is only served with a run token")),
-        };
-        out.replace_range(start..start + SECRET.len() + end + SECRET_SUFFIX.len(), &value);
-        from = start + value.len();
+    const LEAD: &[u8] = b"@@kiln:";
+    let mut out = Vec::with_capacity(content.len() + 256);
+    let mut rest = content;
+    while let Some(at) = rest.windows(LEAD.len()).position(|w| w == LEAD) {
+        out.extend_from_slice(&rest[..at]);
+        let tail = &rest[at..];
+        let fixed = [(SERVER, with.server), (TOKEN, with.token), (AGENT_TOKEN, with.agent)];
+        if let Some((placeholder, value)) = fixed.iter().find(|(p, _)| tail.starts_with(p.as_bytes())) {
+            out.extend_from_slice(value.as_bytes());
+            rest = &tail[placeholder.len()..];
+        } else if let Some(named) = tail.strip_prefix(SECRET.as_bytes()) {
+            let end = named
+                .windows(SECRET_SUFFIX.len())
+                .position(|w| w == SECRET_SUFFIX.as_bytes())
+                .ok_or("unterminated secret placeholder")?;
+            let name = String::from_utf8_lossy(&named[..end]);
+            let value = match with.secrets {
+                Some(s) => s.get(&name)?,
+                None => return Err(format!("secret `{name}` is only served with a run token")),
+            };
+            out.extend_from_slice(value.as_bytes());
+            rest = &named[end + SECRET_SUFFIX.len()..];
+        } else {
+            out.extend_from_slice(LEAD);
+            rest = &tail[LEAD.len()..];
+        }
     }
-    Ok(out.into_bytes())
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn every_placeholder_is_filled_once_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret @@kiln:token@@\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secrets = Secrets::open(Some(dir.path())).unwrap();
+        let with = Fill {
+            server: "http://10.0.0.2:8080",
+            token: "t0k",
+            agent: "ag3nt",
+            secrets: Some(&secrets),
+        };
+        let text = "url=@@kiln:server@@/install/@@kiln:token@@/ks.cfg agent=@@kiln:agent-token@@ pw=@@kiln:secret:pw@@ keep=@@kiln:other@@ @@kiln:";
+        let filled = String::from_utf8(fill(text.as_bytes(), &with).unwrap()).unwrap();
+        assert_eq!(
+            filled,
+            "url=http://10.0.0.2:8080/install/t0k/ks.cfg agent=ag3nt pw=s3cret @@kiln:token@@ keep=@@kiln:other@@ @@kiln:",
+            "a secret's value is not filled in again"
+        );
+        assert!(fill(b"@@kiln:secret:pw", &with).unwrap_err().contains("unterminated"));
+        let boot = Fill { secrets: None, ..with };
+        assert!(fill(b"@@kiln:secret:pw@@", &boot)
+            .unwrap_err()
+            .contains("only served with a run token"));
+    }
 }

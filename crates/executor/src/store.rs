@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, oneshot};
 
 use super::clock::{now, rfc3339};
+use kiln_plan::MachineState;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS machines (
@@ -414,25 +415,51 @@ pub(crate) fn audit_log(
 #[derive(Clone, Debug)]
 pub(crate) struct MachineRow {
     pub generation: i64,
+    pub state: MachineState,
     pub installed_generation: Option<i64>,
     pub commissioned_generation: Option<i64>,
     /// The generation whose install file the machine has fetched.
     pub fetched_generation: Option<i64>,
 }
 
+/// The columns of a `MachineRow`, in `machine_row_of`'s order.
+macro_rules! machine_columns {
+    () => {
+        "generation, state, installed_generation, commissioned_generation, fetched_generation"
+    };
+}
+
+fn machine_row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRow> {
+    Ok(MachineRow {
+        generation: r.get(0)?,
+        state: r.get(1)?,
+        installed_generation: r.get(2)?,
+        commissioned_generation: r.get(3)?,
+        fetched_generation: r.get(4)?,
+    })
+}
+
 pub(crate) fn machine_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<MachineRow>> {
     row(
         conn,
-        "SELECT generation, installed_generation, commissioned_generation, fetched_generation FROM machines WHERE name = ?1",
+        concat!("SELECT ", machine_columns!(), " FROM machines WHERE name = ?1"),
         [name],
-        |r| {
-            Ok(MachineRow {
-                generation: r.get(0)?,
-                installed_generation: r.get(1)?,
-                commissioned_generation: r.get(2)?,
-                fetched_generation: r.get(3)?,
-            })
-        },
+        machine_row_of,
+    )
+    .optional()
+}
+
+/// Records that a machine was seen at `at`, and returns its row (one
+/// statement: a boot storm's writer runs it for every boot).
+pub(crate) fn machine_seen(conn: &Connection, name: &str, at: i64) -> rusqlite::Result<Option<MachineRow>> {
+    row(
+        conn,
+        concat!(
+            "UPDATE machines SET last_seen = ?2 WHERE name = ?1 RETURNING ",
+            machine_columns!()
+        ),
+        rusqlite::params![name, at],
+        machine_row_of,
     )
     .optional()
 }
