@@ -18,7 +18,7 @@ use kiln_plan::{Facts, FactsList, Mac, MachineState};
 
 /// What drifted, one kind per check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&'static str")]
 pub enum Drifted {
     /// A declared MAC no NIC has.
     Mac,
@@ -31,6 +31,28 @@ pub enum Drifted {
     Disks,
     /// Its agent has not reported for three intervals.
     Stale,
+}
+
+impl From<Drifted> for &'static str {
+    fn from(d: Drifted) -> &'static str {
+        d.as_str()
+    }
+}
+
+impl Drifted {
+    /// The word every report (table, JSON, Markdown) uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drifted::Mac => "mac",
+            Drifted::Serial => "serial",
+            Drifted::Hostname => "hostname",
+            Drifted::Address => "address",
+            Drifted::Cpus => "cpus",
+            Drifted::Memory => "memory",
+            Drifted::Disks => "disks",
+            Drifted::Stale => "stale",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -206,9 +228,7 @@ pub fn to_text(r: &DriftReport) -> String {
     rows.extend(r.findings.iter().map(|f| {
         [
             f.machine.clone(),
-            serde_json::to_value(f.what)
-                .map(|v| v.as_str().unwrap_or_default().to_string())
-                .unwrap_or_default(),
+            f.what.as_str().to_string(),
             f.declared.clone(),
             f.found.clone(),
         ]
@@ -249,15 +269,25 @@ pub fn to_markdown(r: &DriftReport) -> String {
         out.push_str("\n| machine | drifted | declared | found |\n|---|---|---|---|\n");
         for f in &r.findings {
             let cell = |s: &str| s.replace('|', "\\|");
-            let what = serde_json::to_value(f.what).unwrap_or_default();
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} |\n",
                 f.machine,
-                what.as_str().unwrap_or_default(),
+                f.what.as_str(),
                 cell(&f.declared),
                 cell(&f.found)
             ));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Drifted;
+
+    #[test]
+    fn json_says_what_the_table_says() {
+        let finding = serde_json::to_value(Drifted::Disks).unwrap();
+        assert_eq!(finding, "disks");
+    }
 }

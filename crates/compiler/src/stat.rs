@@ -134,16 +134,11 @@ pub fn inputs(root: &Path) -> Inputs {
     Inputs(all)
 }
 
+/// Every entry under `out/`, not `out/` itself: kiln's own files there
+/// (the lock, this cache) change its times.
 fn outputs(out_dir: &Path) -> Vec<Stat> {
-    let Ok(entries) = fs::read_dir(out_dir) else {
-        return Vec::new();
-    };
-    let tops: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().to_string_lossy().starts_with(".kiln"))
-        .map(|e| e.path())
-        .collect();
-    let mut all: Vec<Stat> = tops.par_iter().flat_map_iter(|d| walk(out_dir, d)).collect();
+    let mut all = walk(out_dir, out_dir);
+    all.retain(|s| !s.path.is_empty());
     all.sort_by(|a, b| a.path.cmp(&b.path));
     all
 }

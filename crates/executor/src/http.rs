@@ -269,31 +269,10 @@ async fn boot(
         .as_deref()
         .and_then(Mac::parse)
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "`mac` must be a MAC address"))?;
-    if plan.machine_by_mac(&mac).is_none() {
-        let digest = plan.digest.clone();
-        let discovery = plan
-            .plan
-            .discovery
-            .as_ref()
-            .and_then(|d| plan.file(&d.boot_script))
-            .cloned();
-        let (timing, discovering) = (app.opts.timing, discovery.is_some());
-        let token = commit(&app, move |t, events| {
-            machines::discovered(t, mac, &digest, events)?;
-            discovering.then(|| agents::discovery_token(t, mac, timing)).transpose()
-        })
-        .await?;
-        return match (discovery, token) {
-            (Some(script), Some(token)) => {
-                log(&format!("boot: {mac} is unknown; serving the discovery script"));
-                Ok(plain(
-                    filled(&script, &boot_fill(&server_url(&app, scheme, &headers), &token))?,
-                    "text/plain; charset=utf-8",
-                ))
-            }
-            _ => Ok(local_disk("unknown machine, recorded as discovered")),
-        };
-    }
+    let server = server_url(&app, scheme, &headers);
+    let Some(machine) = plan.machine_by_mac(&mac) else {
+        return unknown(&app, &plan, mac, &server).await;
+    };
     // The plan goes to the state store by reference count, not by copy.
     let (timing, shared) = (app.opts.timing, plan.clone());
     let answer = commit(&app, move |t, events| {
@@ -303,9 +282,6 @@ async fn boot(
         machines::boot(t, planned, timing, &shared.digest, events)
     })
     .await?;
-    let machine = plan
-        .machine_by_mac(&mac)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such machine in the plan"))?;
     match answer {
         Boot::Installed => Ok(local_disk(&format!(
             "{} generation {} is installed",
@@ -320,10 +296,39 @@ async fn boot(
                 .and_then(|s| plan.file(&s.boot_script))
                 .ok_or_else(|| error(StatusCode::NOT_FOUND, "the plan has no script for this step"))?;
             Ok(plain(
-                filled(script, &boot_fill(&server_url(&app, scheme, &headers), &token))?,
+                filled(script, &boot_fill(&server, &token))?,
                 "text/plain; charset=utf-8",
             ))
         }
+    }
+}
+
+/// A MAC the plan does not know: recorded as discovered, and given the
+/// discovery step with a discovery token when the site has one, else the
+/// local-disk script.
+async fn unknown(app: &App, plan: &ActivePlan, mac: Mac, server: &str) -> Answer {
+    let digest = plan.digest.clone();
+    let discovery = plan
+        .plan
+        .discovery
+        .as_ref()
+        .and_then(|d| plan.file(&d.boot_script))
+        .cloned();
+    let (timing, discovering) = (app.opts.timing, discovery.is_some());
+    let token = commit(app, move |t, events| {
+        machines::discovered(t, mac, &digest, events)?;
+        discovering.then(|| agents::discovery_token(t, mac, timing)).transpose()
+    })
+    .await?;
+    match (discovery, token) {
+        (Some(script), Some(token)) => {
+            log(&format!("boot: {mac} is unknown; serving the discovery script"));
+            Ok(plain(
+                filled(&script, &boot_fill(server, &token))?,
+                "text/plain; charset=utf-8",
+            ))
+        }
+        _ => Ok(local_disk("unknown machine, recorded as discovered")),
     }
 }
 

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::{settings, Context};
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
 use crate::layout::{self, Origin, ValuesOf};
 use crate::load::kinds::{Blueprint, DhcpServer};
@@ -402,30 +402,22 @@ fn step_files(
     let subject = format!("machine {name} of site {}", site.name());
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
-    let mut render = |template: String, field: &str, dest: String| {
-        if cx.repo.files.get(&template).is_none() {
-            diags.push(blueprint.error(
-                &format!("/spec/templates/{field}"),
-                false,
-                format!("template {template} does not exist"),
-            ));
-            return;
+    let mut render = |template: String, field: &str, dest: String| match render_template(
+        cx, blueprint, field, &template, &context, &subject,
+    ) {
+        Ok(text) => {
+            diags.extend(served::problems(&served::Rendered {
+                site,
+                blueprint,
+                template: &template,
+                template_text: cx.repo.files.get(&template).map(|t| &**t),
+                field,
+                text: &text,
+                install_file: served_as.as_deref(),
+            }));
+            files.push((dest, text.into_bytes(), step_origin(name, step, blueprint, template)))
         }
-        match cx.engine.render(&template, &context, &subject, &cx.repo.files) {
-            Ok(text) => {
-                diags.extend(served::problems(&served::Rendered {
-                    site,
-                    blueprint,
-                    template: &template,
-                    template_text: cx.repo.files.get(&template).map(|t| &**t),
-                    field,
-                    text: &text,
-                    install_file: served_as.as_deref(),
-                }));
-                files.push((dest, text.into_bytes(), step_origin(name, step, blueprint, template)))
-            }
-            Err(d) => diags.push(d),
-        }
+        Err(d) => diags.push(d),
     };
     render(format!("{bp_dir}{}", templates.ipxe), "ipxe", boot_script.to_string());
     let install_file = install.map(|(template, file)| {
@@ -434,6 +426,26 @@ fn step_files(
         dest
     });
     diags.finish((files, install_file))
+}
+
+/// Renders `template`, the file a blueprint's `field` names, for `subject`;
+/// a template that is not there is an error at that field.
+fn render_template(
+    cx: &Context,
+    blueprint: &Input<Blueprint>,
+    field: &str,
+    template: &str,
+    context: &minijinja::Value,
+    subject: &str,
+) -> Result<String, Diagnostic> {
+    if cx.repo.files.get(template).is_none() {
+        return Err(blueprint.error(
+            &format!("/spec/templates/{field}"),
+            false,
+            format!("template {template} does not exist"),
+        ));
+    }
+    cx.engine.render(template, context, subject, &cx.repo.files)
 }
 
 /// The name an install template's output is served under: the template's

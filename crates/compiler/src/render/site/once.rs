@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{artifacts_context, install_file_name, planned_artifacts, IntoJinja};
+use super::{artifacts_context, install_file_name, planned_artifacts, render_template, IntoJinja};
 use crate::diag::Diagnostics;
 use crate::layout::{self, Origin, ValuesOf};
 use crate::load::kinds::Blueprint;
@@ -56,15 +56,7 @@ fn render(
     let mut files = Vec::new();
     for (field, template, dest) in templates {
         let template = format!("blueprints/{name}/{template}");
-        if cx.repo.files.get(&template).is_none() {
-            diags.push(blueprint.error(
-                &format!("/spec/templates/{field}"),
-                false,
-                format!("template {template} does not exist"),
-            ));
-            continue;
-        }
-        match cx.engine.render(&template, &context, &subject, &cx.repo.files) {
+        match render_template(cx, blueprint, field, &template, &context, &subject) {
             Ok(text) => files.push((
                 dest.clone(),
                 text.into_bytes(),
