@@ -14,6 +14,16 @@ use std::path::Path;
 /// renders incrementally (`args` added) and cold (only the IPAM locks kept,
 /// so nothing can be reused), and compares the two trees.
 /// Returns the incremental render's report (`--format json`).
+/// The directories under `dir` (an empty one left behind shows here).
+fn dirs(dir: &Path) -> std::collections::BTreeSet<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
 fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)) -> serde_json::Value {
     let repo = example_copy(true);
     let r = repo.path();
@@ -44,6 +54,11 @@ fn incremental_equals_cold(case: &str, args: &[&str], change: impl FnOnce(&Path)
     assert!(
         differing.is_empty(),
         "{case}: incremental and cold renders differ in {differing:?}"
+    );
+    assert_eq!(
+        dirs(&r.join("out")),
+        dirs(cold.path()),
+        "{case}: incremental and cold renders make different directories"
     );
     let mut check = vec!["render", "--check"];
     check.extend_from_slice(args);
@@ -124,6 +139,9 @@ fn every_kind_of_input_change_renders_as_a_cold_render_does() {
         let cluster_only = file.starts_with("clusters/") || file.starts_with("recipes/") || file.contains("/clusters/");
         assert_eq!(lab_kept, cluster_only, "{case}: {report}");
     }
+    incremental_equals_cold("machines removed", &[], |r| {
+        std::fs::remove_file(r.join("sites/lab/machines/windows.yaml")).unwrap()
+    });
     incremental_equals_cold("a new machine", &[], |r| {
         write(
             r,

@@ -113,38 +113,53 @@ fn a_change_rewrites_only_changed_files_and_removes_stale_ones() {
     assert!(other_output.iter().all(|x| after.contains(x)));
 }
 
+/// A write that fails leaves out/ as it was, whether the output would
+/// have been patched (its directory as the last render left it: only
+/// changed files are written) or staged whole and swapped (the stat cache
+/// gone, so nothing vouches for the directory).
 #[test]
 fn a_failed_render_leaves_out_untouched() {
-    let repo = example_copy(false);
-    assert_eq!(kiln(repo.path(), &["render"]).code, 0);
-    let out = repo.path().join("out");
-    let before = tree(&out);
-    edit(
-        repo.path(),
-        "sites/eu/clusters/prod-aws.yaml",
-        "replicas: 3",
-        "replicas: 4",
-    );
-    edit(
-        repo.path(),
-        "sites/us/clusters/web-azure.yaml",
-        "replicas: 3",
-        "replicas: 4",
-    );
-    let run = kiln_env(repo.path(), &["render"], &[("KILN_TEST_FAIL_AFTER_FILES", "5")]);
-    assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains("injected failure"), "{}", run.stderr);
-    assert_eq!(tree(&out), before, "out/ changed after a failed render");
-    let names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert!(
-        names
-            .iter()
-            .all(|n| !n.starts_with('.') || n == ".kiln.lock" || n == ".kiln.cache"),
-        "staging left behind: {names:?}"
-    );
+    for patched in [true, false] {
+        let repo = example_copy(false);
+        assert_eq!(kiln(repo.path(), &["render"]).code, 0);
+        let out = repo.path().join("out");
+        if !patched {
+            std::fs::remove_file(out.join(".kiln.cache")).unwrap();
+        }
+        let before = tree(&out);
+        edit(
+            repo.path(),
+            "sites/eu/clusters/prod-aws.yaml",
+            "replicas: 3",
+            "replicas: 4",
+        );
+        edit(
+            repo.path(),
+            "sites/us/clusters/web-azure.yaml",
+            "replicas: 3",
+            "replicas: 4",
+        );
+        let run = kiln_env(repo.path(), &["render"], &[("KILN_TEST_FAIL_AFTER_FILES", "1")]);
+        assert_eq!(run.code, 4, "patched {patched}: {}", run.stderr);
+        assert!(run.stderr.contains("injected failure"), "{}", run.stderr);
+        assert_eq!(
+            tree(&out),
+            before,
+            "out/ changed after a failed render (patched {patched})"
+        );
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.starts_with('.') || n == ".kiln.lock"),
+            "staging or a stat cache left behind: {names:?}"
+        );
+        // The next render writes both.
+        let run = kiln(repo.path(), &["render"]);
+        assert!(run.stderr.contains("2 written, 3 unchanged"), "{}", run.stderr);
+        assert_eq!(kiln(repo.path(), &["render", "--check"]).code, 0);
+    }
 }
 
 #[test]

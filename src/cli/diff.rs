@@ -152,6 +152,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         files.insert(full.strip_prefix(&dir)?.to_string(), bytes);
     }
     files.insert(PLAN_FILE.to_string(), plan_bytes);
+    let sha256 = plan.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect();
     Some(Output {
         name: name.to_string(),
         kind: plan.kind,
@@ -161,6 +162,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
         discovery: plan.discovery,
+        sha256,
     })
 }
 

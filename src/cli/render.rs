@@ -69,33 +69,41 @@ pub(super) fn render(
         return Ok(exit::DIFFERENCES);
     }
     let options = session.options(args.names, &args.values)?;
-    // Nothing changed since the last full render (the stat cache): done.
-    if let Some(names) = all.then(|| stat::unchanged(&session.repo, out_dir, &options)).flatten() {
-        let report = WriteReport {
-            unchanged: names,
-            ..WriteReport::default()
-        };
-        return print_report(&report, started, json, stdout, stderr);
-    }
-    // The inputs as they are before they are read.
-    let before = all.then(|| stat::inputs(&session.repo));
+    // The inputs as they are before they are read; when nothing changed
+    // since the last full render (the stat cache), done.
+    let before = match all.then(|| stat::check(&session.repo, out_dir, &options)) {
+        Some(stat::Found {
+            unchanged: Some(names), ..
+        }) => {
+            let report = WriteReport {
+                unchanged: names,
+                ..WriteReport::default()
+            };
+            return print_report(&report, started, json, stdout, stderr);
+        }
+        found => found.map(|f| f.inputs),
+    };
     let compiled = session.compile_changed(&options)?;
     let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
     // One kiln writes out/ at a time; another waits.
     let _lock = kiln_compiler::emit::lock(out_dir, || {
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
     })?;
+    // What is as the last full render left it is patched, not swapped; the
+    // record goes first, so a write cut short is never taken for one.
+    let untouched = stat::untouched_outputs(out_dir);
+    stat::forget(out_dir);
     let report = step(progress, "write", None, || {
-        kiln_compiler::emit::write(out_dir, outputs, fresh, all)
+        kiln_compiler::emit::write(out_dir, outputs, fresh, all, &untouched)
     })?;
-    match &before {
-        Some(before) => {
-            let names: Vec<String> = report.written.iter().chain(&report.unchanged).cloned().collect();
-            // Only a shortcut: a failure to record costs the next render its speed.
-            let _ = stat::record(&session.repo, out_dir, &options, before, &names);
-        }
-        None => stat::forget(out_dir),
+    if let Some(before) = &before {
+        let names: Vec<String> = report.written.iter().chain(&report.unchanged).cloned().collect();
+        // Only a shortcut: a failure to record costs the next render its speed.
+        let _ = stat::record(&session.repo, out_dir, &options, before, &names);
     }
+    // The process ends with this command: freeing the rendered fleet
+    // (hundreds of MB in small pieces) one by one would only add to it.
+    std::mem::forget(compiled);
     print_report(&report, started, json, stdout, stderr)
 }
 

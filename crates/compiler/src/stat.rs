@@ -17,6 +17,7 @@
 //! put back is still seen. `render --check` never reads the cache: it
 //! renders everything.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -31,7 +32,9 @@ use crate::render::Options;
 /// output).
 pub const FILE: &str = ".kiln.cache";
 
-const HEADER: &str = "kiln stat cache 1";
+const HEADER: &str = "kiln stat cache 2";
+/// The line between the inputs' entries and `out/`'s.
+const OUT_MARK: &str = "--- out/";
 
 /// One entry's `lstat`, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,33 +153,99 @@ fn line(s: &Stat) -> String {
     )
 }
 
-/// The names of the outputs when nothing changed since the recorded full
-/// render: same key, every input and output entry as recorded, none of
-/// them as new as the record.
-pub fn unchanged(root: &Path, out_dir: &Path, options: &Options) -> Option<Vec<String>> {
+/// A record as read back: its key, the outputs it names, its entries
+/// (inputs, then `out/`) and when it was written.
+struct Record {
+    key: String,
+    names: Vec<String>,
+    inputs: String,
+    outputs: String,
+    written: i128,
+}
+
+fn read_record(out_dir: &Path) -> Option<Record> {
     let path = out_dir.join(FILE);
     let text = fs::read_to_string(&path).ok()?;
     let written = fs::symlink_metadata(&path).ok()?;
-    let written = nanos(written.mtime(), written.mtime_nsec());
-    let mut lines = text.lines();
-    (lines.next()? == HEADER).then_some(())?;
-    (lines.next()?.strip_prefix("key ")? == key(options)).then_some(())?;
-    let names: Vec<String> = lines
+    let mut lines = text.split_inclusive('\n');
+    (lines.next()?.trim_end() == HEADER).then_some(())?;
+    let key = lines.next()?.trim_end().strip_prefix("key ")?.to_string();
+    let names = lines
         .next()?
+        .trim_end()
         .strip_prefix("outputs ")?
         .split(' ')
         .filter(|n| !n.is_empty())
         .map(String::from)
         .collect();
-    let (inputs, outputs) = rayon::join(|| inputs(root), || outputs(out_dir));
-    let now: String = inputs.0.iter().chain(&outputs).map(line).collect();
-    let recorded: String = lines.map(|l| format!("{l}\n")).collect();
-    let racy = inputs
-        .0
-        .iter()
-        .chain(&outputs)
-        .any(|s| s.mtime >= written || s.ctime >= written);
-    (now == recorded && !racy).then_some(names)
+    let rest: String = lines.collect();
+    let (inputs, outputs) = rest.split_once(&format!("{OUT_MARK}\n"))?;
+    Some(Record {
+        key,
+        names,
+        inputs: inputs.to_string(),
+        outputs: outputs.to_string(),
+        written: nanos(written.mtime(), written.mtime_nsec()),
+    })
+}
+
+/// Whether an entry changed so recently that a change within the same
+/// clock tick could have kept its times.
+fn racy(s: &Stat, written: i128) -> bool {
+    s.mtime >= written || s.ctime >= written
+}
+
+/// What a render finds before it reads anything.
+pub struct Found {
+    /// The names of the outputs when nothing changed since the recorded
+    /// full render: same key, every input and output entry as recorded,
+    /// none of them as new as the record.
+    pub unchanged: Option<Vec<String>>,
+    /// The inputs' stats, taken before they are read (for `record`).
+    pub inputs: Inputs,
+}
+
+/// Compares the inputs, then (only when they are as recorded) `out/`, with
+/// the record.
+pub fn check(root: &Path, out_dir: &Path, options: &Options) -> Found {
+    let inputs = inputs(root);
+    let unchanged = read_record(out_dir).and_then(|record| {
+        let same_inputs = record.key == key(options)
+            && inputs.0.iter().map(line).collect::<String>() == record.inputs
+            && !inputs.0.iter().any(|s| racy(s, record.written));
+        same_inputs.then_some(())?;
+        let outputs = outputs(out_dir);
+        let same = outputs.iter().map(line).collect::<String>() == record.outputs;
+        (same && !outputs.iter().any(|s| racy(s, record.written))).then_some(record.names)
+    });
+    Found { unchanged, inputs }
+}
+
+/// The outputs whose directory under `out/` is exactly as the last full
+/// render left it: every entry as recorded and none as new as the record,
+/// whatever changed among the inputs since. Their `plan.json` says what
+/// is on disk without a file being read. Called with `out/` locked.
+pub fn untouched_outputs(out_dir: &Path) -> BTreeSet<String> {
+    let Some(record) = read_record(out_dir) else {
+        return BTreeSet::new();
+    };
+    let top = |path: &str| path.split('/').next().unwrap_or_default().to_string();
+    let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for s in outputs(out_dir) {
+        let entry = now.entry(top(&s.path)).or_default();
+        entry.0.push_str(&line(&s));
+        entry.1 |= racy(&s, record.written);
+    }
+    let mut recorded: BTreeMap<String, String> = BTreeMap::new();
+    for l in record.outputs.split_inclusive('\n') {
+        let path = l.trim_end().rsplit('\t').next().unwrap_or_default();
+        recorded.entry(top(path)).or_default().push_str(l);
+    }
+    record
+        .names
+        .into_iter()
+        .filter(|name| matches!((now.get(name), recorded.get(name)), (Some((now, false)), Some(then)) if now == then))
+        .collect()
 }
 
 /// Records the stats after a full render that wrote or kept `names`, when
@@ -194,9 +263,10 @@ pub fn record(root: &Path, out_dir: &Path, options: &Options, before: &Inputs, n
         };
     }
     let mut text = format!("{HEADER}\nkey {}\noutputs {}\n", key(options), names.join(" "));
-    for s in after.0.iter().chain(&outputs(out_dir)) {
-        text.push_str(&line(s));
-    }
+    text.extend(after.0.iter().map(line));
+    text.push_str(OUT_MARK);
+    text.push('\n');
+    text.extend(outputs(out_dir).iter().map(line));
     let tmp = out_dir.join(format!("{FILE}.tmp"));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;

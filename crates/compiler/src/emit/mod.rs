@@ -1,11 +1,22 @@
 //! Stage 5, emit: seal each rendered output with its `plan.json` and write
 //! it to `out/<name>/` atomically, or compare it with what is there.
 //!
-//! Each output is staged next to its target as a complete tree (unchanged
-//! files are hard links to the current ones, so they are never rewritten),
-//! flushed, and swapped in with one `renameat2(RENAME_EXCHANGE)`. A render
-//! that fails or is killed leaves every `out/<name>/` as it was; a killed
-//! one may leave a `.kiln-staging-*` directory, removed by the next run.
+//! An output whose directory the stat cache vouches for (exactly as the
+//! last full render left it, see `stat::untouched_outputs`) is *patched*:
+//! its `plan.json` says what is on disk, so the files whose SHA-256
+//! changed are found without reading one, written beside their targets,
+//! flushed, and renamed over them one by one, `plan.json` last; files no
+//! longer rendered are removed after. Any other output is staged next to
+//! its target as a complete tree (unchanged files are hard links to the
+//! current ones, so they are never rewritten), flushed, and swapped in
+//! with one `renameat2(RENAME_EXCHANGE)`.
+//!
+//! Either way every file is whole, and a render that fails before its
+//! renames leaves every `out/<name>/` as it was; one killed during a
+//! patch's renames leaves new files beside an old `plan.json` — which
+//! `render --check` reports and the next render, finding the stat cache
+//! gone (the caller removes it before writing), repairs. A killed render
+//! may leave a `.kiln-staging-*` directory, removed by the next run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -31,6 +42,8 @@ pub struct Output {
     pub boot_artifacts: Vec<PlannedArtifact>,
     /// For a site with discovery on: what unknown MACs boot.
     pub discovery: Option<DiscoveryStep>,
+    /// Each file's SHA-256 as `plan.json` lists it (filled by `seal`).
+    pub sha256: BTreeMap<String, String>,
 }
 
 impl Output {
@@ -59,10 +72,21 @@ impl Output {
 
     /// Adds `plan.json`, listing every other file with its SHA-256.
     pub fn seal(mut self) -> Output {
-        let plan = self.plan().to_bytes();
-        self.files.insert(PLAN_FILE.to_string(), plan);
+        let plan = self.plan();
+        self.sha256 = plan.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect();
+        self.files.insert(PLAN_FILE.to_string(), plan.to_bytes());
         self
     }
+}
+
+/// The part of a plan that says what is on disk (the rest of the file is
+/// skipped, not built: a site's machines are most of it).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    name: String,
+    inputs_digest: String,
+    files: Vec<PlannedFile>,
 }
 
 /// Whether `out_dir/<name>/` is exactly what a render from inputs with
@@ -75,7 +99,7 @@ pub fn vouched(out_dir: &Path, name: &str, digest: &str) -> bool {
     let Ok(bytes) = fs::read(dir.join(PLAN_FILE)) else {
         return false;
     };
-    let Ok(plan) = serde_json::from_slice::<Plan>(&bytes) else {
+    let Ok(plan) = serde_json::from_slice::<Listed>(&bytes) else {
         return false;
     };
     if plan.name != name || plan.inputs_digest != digest || !Plan::vouches(&bytes) {
@@ -164,16 +188,47 @@ pub fn lock(out_dir: &Path, waiting: impl FnOnce()) -> Result<fs::File, EmitErro
 }
 
 /// Writes `outputs` under `out_dir`; `kept` are outputs already up to date
-/// there (see `vouched`). With `prune`, output directories that hold a
+/// there (see `vouched`); `untouched` are outputs whose directory is as
+/// the last full render left it (see `stat::untouched_outputs`), patched
+/// instead of swapped. With `prune`, output directories that hold a
 /// `plan.json` but are neither rendered nor kept are removed.
-pub fn write(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) -> Result<WriteReport, EmitError> {
-    write_io(out_dir, outputs, kept, prune).map_err(|source| EmitError::Write {
+pub fn write(
+    out_dir: &Path,
+    outputs: &[Output],
+    kept: &[String],
+    prune: bool,
+    untouched: &BTreeSet<String>,
+) -> Result<WriteReport, EmitError> {
+    write_io(out_dir, outputs, kept, prune, untouched).map_err(|source| EmitError::Write {
         out_dir: out_dir.to_path_buf(),
         source,
     })
 }
 
-fn write_io(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) -> io::Result<WriteReport> {
+/// How a staged output goes in.
+enum Change {
+    /// The staging directory is the whole new tree: swap it in.
+    Swap,
+    /// The staging directory holds the changed files: rename them in.
+    Patch(Changes),
+}
+
+/// What differs between an output and what is on disk, by its plan.
+#[derive(Debug, Default)]
+struct Changes {
+    /// New or changed files, `plan.json` last.
+    changed: Vec<String>,
+    /// Files no longer rendered.
+    removed: Vec<String>,
+}
+
+fn write_io(
+    out_dir: &Path,
+    outputs: &[Output],
+    kept: &[String],
+    prune: bool,
+    untouched: &BTreeSet<String>,
+) -> io::Result<WriteReport> {
     fs::create_dir_all(out_dir)?;
     remove_leftover_staging(out_dir)?;
 
@@ -187,14 +242,33 @@ fn write_io(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) ->
         for output in outputs {
             let files = &output.files;
             let target = out_dir.join(&output.name);
-            let stale: BTreeSet<String> = stale_files(&target, files)?.into_iter().collect();
-            if stale.is_empty() {
-                report.unchanged.push(output.name.clone());
-                continue;
-            }
             let staging = out_dir.join(format!("{STAGING_PREFIX}{}", output.name));
-            staged.push((staging.clone(), target.clone(), output.name.clone()));
-            stage(&staging, &target, files, &stale, budget.as_ref())?;
+            let by_plan = untouched
+                .contains(&output.name)
+                .then(|| changes_by_plan(&target, output))
+                .flatten();
+            // Staged files are written before the output is listed, and
+            // listed before an error is returned: a failure removes them.
+            let (change, written) = match by_plan {
+                Some(changes) if changes.changed.is_empty() => {
+                    report.unchanged.push(output.name.clone());
+                    continue;
+                }
+                Some(changes) => {
+                    let written = write_files(&staging, files, &changes.changed, budget.as_ref());
+                    (Change::Patch(changes), written)
+                }
+                None => {
+                    let stale: BTreeSet<String> = stale_files(&target, files)?.into_iter().collect();
+                    if stale.is_empty() {
+                        report.unchanged.push(output.name.clone());
+                        continue;
+                    }
+                    (Change::Swap, stage(&staging, &target, files, &stale, budget.as_ref()))
+                }
+            };
+            staged.push((staging, target, output.name.clone(), change));
+            written?;
         }
         if !staged.is_empty() {
             rustix::fs::syncfs(fs::File::open(out_dir)?)?;
@@ -208,18 +282,20 @@ fn write_io(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) ->
         return Err(e);
     }
 
-    for (staging, target, name) in staged {
-        if target.exists() {
-            rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                &staging,
-                rustix::fs::CWD,
-                &target,
-                rustix::fs::RenameFlags::EXCHANGE,
-            )?;
-            fs::remove_dir_all(&staging)?;
-        } else {
-            fs::rename(&staging, &target)?;
+    for (staging, target, name, change) in staged {
+        match change {
+            Change::Patch(changes) => patch(&staging, &target, &changes)?,
+            Change::Swap if target.exists() => {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &staging,
+                    rustix::fs::CWD,
+                    &target,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )?;
+                fs::remove_dir_all(&staging)?;
+            }
+            Change::Swap => fs::rename(&staging, &target)?,
         }
         report.written.push(name);
     }
@@ -240,6 +316,100 @@ fn write_io(out_dir: &Path, outputs: &[Output], kept: &[String], prune: bool) ->
     Ok(report)
 }
 
+/// What differs between `output` and the directory its plan describes
+/// (trusted: the directory is untouched since kiln wrote it), found from
+/// the SHA-256es alone; `None` when the plan cannot be read.
+fn changes_by_plan(target: &Path, output: &Output) -> Option<Changes> {
+    let bytes = fs::read(target.join(PLAN_FILE)).ok()?;
+    let listed: Listed = serde_json::from_slice(&bytes).ok()?;
+    let new_plan = output.files.get(PLAN_FILE)?;
+    // An output that was not sealed has no hashes to compare.
+    (output.sha256.len() + 1 == output.files.len()).then_some(())?;
+    let old: BTreeMap<&str, &str> = listed
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    let mut changed: Vec<String> = output
+        .sha256
+        .iter()
+        .filter(|(path, sha)| old.get(path.as_str()) != Some(&sha.as_str()))
+        .map(|(path, _)| path.clone())
+        .collect();
+    if *new_plan != bytes {
+        changed.push(PLAN_FILE.to_string());
+    }
+    let removed = old
+        .keys()
+        .filter(|path| !output.files.contains_key(**path))
+        .map(|path| path.to_string())
+        .collect();
+    Some(Changes { changed, removed })
+}
+
+/// Moves a patch's staged files over their targets (`plan.json` last,
+/// after the files no longer rendered are gone, with any directory they
+/// leave empty).
+fn patch(staging: &Path, target: &Path, changes: &Changes) -> io::Result<()> {
+    let (plan, files): (Vec<&String>, Vec<&String>) = changes.changed.iter().partition(|p| *p == PLAN_FILE);
+    files.par_iter().try_for_each(|path| {
+        let dest = target.join(path);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::rename(staging.join(path), dest)
+    })?;
+    for path in &changes.removed {
+        let gone = target.join(path);
+        match fs::remove_file(&gone) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // Empty directories go too, as a fresh render would not make them.
+        for dir in gone.ancestors().skip(1).take_while(|d| *d != target) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+    for path in plan {
+        fs::rename(staging.join(path), target.join(path))?;
+    }
+    fs::remove_dir_all(staging)
+}
+
+/// Fails once the test hook's file budget is spent.
+fn spend(budget: Option<&std::sync::atomic::AtomicUsize>) -> io::Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    match budget.map(|b| b.fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))) {
+        Some(Err(_)) => Err(io::Error::other("injected failure (KILN_TEST_FAIL_AFTER_FILES)")),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the directories under `base` that `paths` are in.
+fn make_parents<'p>(base: &Path, paths: impl Iterator<Item = &'p String>) -> io::Result<()> {
+    let dirs: BTreeSet<&Path> = paths.filter_map(|p| Path::new(p).parent()).collect();
+    for dir in dirs {
+        fs::create_dir_all(base.join(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes `paths` of `files` under `staging`.
+fn write_files(
+    staging: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+    paths: &[String],
+    budget: Option<&std::sync::atomic::AtomicUsize>,
+) -> io::Result<()> {
+    make_parents(staging, paths.iter())?;
+    paths.par_iter().try_for_each(|path| {
+        spend(budget)?;
+        fs::write(staging.join(path), &files[path])
+    })
+}
+
 fn stage(
     staging: &Path,
     target: &Path,
@@ -248,18 +418,9 @@ fn stage(
     budget: Option<&std::sync::atomic::AtomicUsize>,
 ) -> io::Result<()> {
     fs::create_dir_all(staging)?;
-    let dirs: BTreeSet<PathBuf> = files
-        .keys()
-        .filter_map(|p| Path::new(p).parent().map(Path::to_path_buf))
-        .collect();
-    for dir in dirs {
-        fs::create_dir_all(staging.join(dir))?;
-    }
+    make_parents(staging, files.keys())?;
     files.par_iter().try_for_each(|(path, bytes)| {
-        use std::sync::atomic::Ordering::SeqCst;
-        if budget.is_some_and(|b| b.fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1)).is_err()) {
-            return Err(io::Error::other("injected failure (KILN_TEST_FAIL_AFTER_FILES)"));
-        }
+        spend(budget)?;
         let (old, new) = (target.join(path), staging.join(path));
         // Unchanged files (already compared by `stale_files`) are linked,
         // never rewritten.

@@ -197,6 +197,7 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         machines: Vec::new(),
         boot_artifacts: Vec::new(),
         discovery: None,
+        sha256: BTreeMap::new(),
     })
 }
 

@@ -196,6 +196,7 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
                 sha256: b.sha256,
             })
             .collect(),
+        sha256: BTreeMap::new(),
     })
 }
 
