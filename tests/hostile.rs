@@ -189,6 +189,37 @@ fn a_template_that_renders_without_end_stops_at_the_output_limit() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
+/// Files each far below the per-file limit (and below the step in which
+/// the run total is counted) still count towards the run's: 30 machines'
+/// kickstarts of 50 KiB pass 1 MiB.
+#[test]
+fn many_small_files_stop_at_the_run_limit() {
+    let repo = example_copy(false);
+    let template = "blueprints/rhel9/templates/ks.cfg.j2";
+    let text = std::fs::read_to_string(repo.path().join(template)).unwrap();
+    let padding = "{% for i in range(500) %}# {{ \"x\" * 100 }}\n{% endfor %}\n";
+    std::fs::write(repo.path().join(template), format!("{padding}{text}")).unwrap();
+    let machines: String = (0..30)
+        .map(|i| {
+            format!(
+                "---\napiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {{name: pad-{i:02}}}\n\
+                 spec:\n  blueprint: rhel9\n  interfaces: [{{mac: \"52:54:00:aa:00:{i:02x}\", network: prov}}]\n"
+            )
+        })
+        .collect();
+    write(repo.path(), "sites/lab/machines/padded.yaml", &machines);
+    let run = kiln(repo.path(), &["validate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = kiln(repo.path(), &["--max-output-mib", "1", "validate"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the rendered files exceed 1 MiB in all (--max-output-mib)"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_template_that_loops_without_output_runs_out_of_fuel() {
     let repo = example_copy(false);

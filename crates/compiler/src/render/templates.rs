@@ -106,15 +106,23 @@ impl Engine {
         let template = self.env.get_template(name).map_err(|e| fail(&e))?;
         let mut out = Bounded {
             bytes: Vec::new(),
+            counted: 0,
             engine: self,
         };
-        template.render_captured_to(context.clone(), &mut out).map_err(|e| {
-            let mut d = fail(&e);
-            if let Some(limit) = out.exceeded() {
-                d.message = format!("{limit} (rendering {subject})");
-            }
-            d
-        })?;
+        let rendered = template.render_captured_to(context.clone(), &mut out);
+        // The run total is counted in steps: once more at the end, so many
+        // small files cannot pass it.
+        let over_run = out.count() > self.limits.run_bytes;
+        let limit = || Error::new(ErrorKind::InvalidOperation, "output limit");
+        rendered
+            .and_then(|r| if over_run { Err(limit()) } else { Ok(r) })
+            .map_err(|e| {
+                let mut d = fail(&e);
+                if let Some(limit) = out.exceeded() {
+                    d.message = format!("{limit} (rendering {subject})");
+                }
+                d
+            })?;
         let mut text = String::from_utf8(out.bytes).map_err(|_| {
             let mut d = fail(&Error::new(ErrorKind::BadSerialization, "output is not UTF-8"));
             d.pos = Pos { line: 1, col: 1 };
@@ -131,10 +139,23 @@ impl Engine {
 /// limits (the render then fails at the template line that went over).
 struct Bounded<'a> {
     bytes: Vec<u8>,
+    /// How much of `bytes` the engine's run total counts already: it is
+    /// shared by every thread, so it is added to in steps, not per write.
+    counted: usize,
     engine: &'a Engine,
 }
 
+/// How much a template's output grows before the run total is updated.
+const COUNT_STEP: usize = 64 << 10;
+
 impl Bounded<'_> {
+    /// Adds what is not counted yet to the run total; the total now.
+    fn count(&mut self) -> u64 {
+        let new = (self.bytes.len() - self.counted) as u64;
+        self.counted = self.bytes.len();
+        self.engine.rendered.fetch_add(new, Ordering::Relaxed) + new
+    }
+
     /// Which limit was exceeded, if one was.
     fn exceeded(&self) -> Option<String> {
         let limits = self.engine.limits;
@@ -157,9 +178,9 @@ impl Bounded<'_> {
 impl std::io::Write for Bounded<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let limits = self.engine.limits;
-        let total = self.engine.rendered.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64;
         self.bytes.extend_from_slice(buf);
-        if self.bytes.len() as u64 > limits.file_bytes || total > limits.run_bytes {
+        let over_run = self.bytes.len() - self.counted >= COUNT_STEP && self.count() > limits.run_bytes;
+        if self.bytes.len() as u64 > limits.file_bytes || over_run {
             return Err(std::io::Error::other("output limit"));
         }
         Ok(buf.len())

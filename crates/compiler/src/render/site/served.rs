@@ -72,7 +72,7 @@ impl Rendered<'_> {
 pub(super) fn problems(r: &Rendered) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let boot_server = r.site.boot_server.trim_end_matches('/');
-    for line in r.text.lines() {
+    for line in lines_with_urls(r.text) {
         for (start, url) in urls(line) {
             let before = &line[..start];
             let source_key = SOURCE_KEYS.iter().find(|k| before.ends_with(*k)).copied();
@@ -179,6 +179,21 @@ fn windows_install_from(text: &str, line: &str) -> bool {
     let last_open = before.rfind("<InstallFrom>");
     let last_close = before.rfind("</InstallFrom>");
     matches!((last_open, last_close), (Some(o), c) if c.is_none_or(|c| c < o))
+}
+
+/// The lines of `text` that may hold a URL or UNC path, in order: one
+/// search of the whole text per marker, not one per line.
+fn lines_with_urls(text: &str) -> impl Iterator<Item = &str> {
+    let starts: std::collections::BTreeSet<usize> = ["://", SERVER, r"\\"]
+        .iter()
+        .flat_map(|marker| text.match_indices(marker))
+        .map(|(at, _)| text[..at].rfind('\n').map_or(0, |i| i + 1))
+        .collect();
+    starts.into_iter().map(|start| {
+        let line = &text[start..];
+        let line = &line[..line.find('\n').unwrap_or(line.len())];
+        line.strip_suffix('\r').unwrap_or(line)
+    })
 }
 
 /// The URLs and UNC paths in a line, with their byte offsets.
