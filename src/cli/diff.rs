@@ -125,12 +125,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
     if plan.inputs_digest != digest || plan.name != name {
         return None;
     }
-    let head_plan: Plan = serde_json::from_slice(head.files.get(PLAN_FILE)?).ok()?;
-    let head_hashes: BTreeMap<&str, &str> = head_plan
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str()))
-        .collect();
+    let head_hashes: BTreeMap<&str, &str> = head.sha256.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
     let mut files = BTreeMap::new();
     let mut others = Vec::new();
     for f in &plan.files {
@@ -172,9 +167,17 @@ pub(super) fn diff(
     stdout: &mut dyn Write,
     is_terminal: bool,
 ) -> Result<i32, Failure> {
-    let (base, base_diags) = Side::load(session, Some(&args.base))?;
-    let (head, head_diags) = Side::load(session, args.head.as_deref())?;
-    let (base_model, head_model) = (base.resolve(session, base_diags)?, head.resolve(session, head_diags)?);
+    // The two sides are read (one of them from git) and resolved at once.
+    let (base, head) = rayon::join(
+        || Side::load(session, Some(&args.base)),
+        || Side::load(session, args.head.as_deref()),
+    );
+    let ((base, base_diags), (head, head_diags)) = (base?, head?);
+    let (base_model, head_model) = rayon::join(
+        || base.resolve(session, base_diags),
+        || head.resolve(session, head_diags),
+    );
+    let (base_model, head_model) = (base_model?, head_model?);
     let context = |side| Side::context(side, session);
     let (base_cx, head_cx) = step(session.progress, "templates", None, || {
         Ok::<_, Failure>((context(&base)?, context(&head)?))
@@ -227,6 +230,10 @@ pub(super) fn diff(
     let format = Format::from(args.format);
     let color = format == Format::Unified && is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     write!(stdout, "{}", kiln_compiler::diff::render(&diff, format, color))?;
+    // The process ends with this command: freeing both sides (hundreds of
+    // MB in small pieces) one by one would only add to it.
+    std::mem::forget((base_outputs, head_outputs, base_model, head_model, base_cx, head_cx));
+    std::mem::forget((base, head));
     Ok(if args.exit_code && !diff.is_empty() {
         exit::DIFFERENCES
     } else {

@@ -189,7 +189,11 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
 /// removed or changed (the file list and digests are derived from the other
 /// files, which the diff already shows). The counts are of changed values.
 fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
-    let (pa, pb): (Value, Value) = (serde_json::from_slice(old).ok()?, serde_json::from_slice(new).ok()?);
+    let (pa, pb) = rayon::join(
+        || serde_json::from_slice::<Value>(old),
+        || serde_json::from_slice::<Value>(new),
+    );
+    let (pa, pb) = (pa.ok()?, pb.ok()?);
     let changes = semantic::json_diff(pa, pb, &["files", "inputsDigest", "planDigest"]);
     if changes.is_empty() {
         return None;
