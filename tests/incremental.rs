@@ -135,25 +135,39 @@ fn every_kind_of_input_change_renders_as_a_cold_render_does() {
     // again. Every other case renders the lab.
     for (case, file, from, to) in edits {
         let report = incremental_equals_cold(case, &[], |r| edit(r, file, from, to));
+        // A machine whose inputs are as before is not rendered again: the
+        // lab has 8 machines, 3 of them rhel9 (whose blueprint's agent
+        // template includes the discovery blueprint's facts.sh.j2).
+        let reused = match case {
+            "a machine field" => 7,
+            "a blueprint template" | "a template another template includes" | "a blueprint's values" => 5,
+            _ => 0,
+        };
+        assert_eq!(report["machinesReused"], reused, "{case}: {report}");
         let lab_kept = report["unchanged"].as_array().unwrap().iter().any(|o| o == "lab");
         let cluster_only = file.starts_with("clusters/") || file.starts_with("recipes/") || file.contains("/clusters/");
         assert_eq!(lab_kept, cluster_only, "{case}: {report}");
     }
-    incremental_equals_cold("machines removed", &[], |r| {
+    let report = incremental_equals_cold("machines removed", &[], |r| {
         std::fs::remove_file(r.join("sites/lab/machines/windows.yaml")).unwrap()
     });
-    incremental_equals_cold("a new machine", &[], |r| {
+    assert_eq!(report["machinesReused"], 6, "{report}");
+    let report = incremental_equals_cold("a new machine", &[], |r| {
         write(
             r,
             "sites/lab/machines/new.yaml",
             "apiVersion: kiln/v1alpha1\nkind: Machine\nmetadata: {name: node-04}\nspec:\n  blueprint: rhel9\n  interfaces: [{mac: \"52:54:00:12:34:04\", network: prov}]\n",
         )
     });
-    incremental_equals_cold("--set", &["--set", "rhel.timezone=Europe/Paris"], |_| {});
+    assert_eq!(report["machinesReused"], 8, "{report}");
+    // A value layer every machine sees: nothing is reused.
+    let report = incremental_equals_cold("--set", &["--set", "rhel.timezone=Europe/Paris"], |_| {});
+    assert_eq!(report["machinesReused"], 0, "{report}");
     let values = tempfile::tempdir().unwrap();
     let file = values.path().join("extra.yaml");
     std::fs::write(&file, "rhel:\n  timezone: America/New_York\n").unwrap();
-    incremental_equals_cold("a values file", &["-f", file.to_str().unwrap()], |_| {});
+    let report = incremental_equals_cold("a values file", &["-f", file.to_str().unwrap()], |_| {});
+    assert_eq!(report["machinesReused"], 0, "{report}");
 }
 
 /// An edit of a copied repository.

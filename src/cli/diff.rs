@@ -158,6 +158,9 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         boot_artifacts: plan.boot_artifacts,
         discovery: plan.discovery,
         sha256,
+        kept: BTreeMap::new(),
+        machine_keys: BTreeMap::new(),
+        machines_reused: 0,
     })
 }
 

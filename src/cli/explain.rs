@@ -52,6 +52,7 @@ pub(super) fn with_model<T>(
         only: Vec::new(),
         overrides,
         limits: session.limits,
+        previous: None,
     };
     Ok(f(&repo, &model, &options)?)
 }

@@ -7,8 +7,11 @@ use serde_json::{json, Value};
 
 use super::failure::{exit, plural, Failure};
 use super::session::{Session, TextOrJson, ValueArgs};
+use std::collections::BTreeSet;
+
 use kiln_compiler::emit::WriteReport;
 use kiln_compiler::progress::step;
+use kiln_compiler::render::{Previous, PreviousOutput};
 use kiln_compiler::stat;
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +71,7 @@ pub(super) fn render(
         }
         return Ok(exit::DIFFERENCES);
     }
-    let options = session.options(args.names, &args.values)?;
+    let mut options = session.options(args.names, &args.values)?;
     // The inputs as they are before they are read; when nothing changed
     // since the last full render (the stat cache), done.
     let before = match all.then(|| stat::check(&session.repo, out_dir, &options)) {
@@ -79,37 +82,78 @@ pub(super) fn render(
                 unchanged: names,
                 ..WriteReport::default()
             };
-            return print_report(&report, started, json, stdout, stderr);
+            return print_report(&report, 0, started, json, stdout, stderr);
         }
         found => found.map(|f| f.inputs),
     };
+    // What the last full render left: the machines it rendered that have
+    // not changed since are not rendered again.
+    let untouched = stat::untouched_outputs(out_dir);
+    options.previous = Some(previous(out_dir, &untouched));
     let compiled = session.compile_changed(&options)?;
     let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
     // One kiln writes out/ at a time; another waits.
     let _lock = kiln_compiler::emit::lock(out_dir, || {
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
     })?;
-    // What is as the last full render left it is patched, not swapped; the
-    // record goes first, so a write cut short is never taken for one.
-    let untouched = stat::untouched_outputs(out_dir);
+    // What is still as the last full render left it (looked at again under
+    // the lock: a hand edit or another kiln may have been at it since) is
+    // patched, not swapped; an output with reused files that is not is an
+    // error (`emit::write`). The record goes first, so a write cut short is
+    // never taken for one.
+    let patchable: BTreeSet<String> = stat::untouched_outputs(out_dir).into_keys().collect();
     stat::forget(out_dir);
     let report = step(progress, "write", None, || {
-        kiln_compiler::emit::write(out_dir, outputs, fresh, all, &untouched)
+        kiln_compiler::emit::write(out_dir, outputs, fresh, all, &patchable)
     })?;
     if let Some(before) = &before {
         let names: Vec<String> = report.written.iter().chain(&report.unchanged).cloned().collect();
+        // The machine keys of each output as it now is: rendered now, or
+        // kept as the last render left it.
+        let mut keys: stat::Keys = outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.machine_keys.clone()))
+            .collect();
+        keys.extend(
+            untouched
+                .into_iter()
+                .filter(|(name, keys)| fresh.contains(name) && !keys.is_empty()),
+        );
+        keys.extend(compiled.fresh_keys.clone());
         // Only a shortcut: a failure to record costs the next render its speed.
-        let _ = stat::record(&session.repo, out_dir, &options, before, &names);
+        let _ = stat::record(&session.repo, out_dir, &options, before, &names, &keys);
     }
+    let reused: usize = outputs.iter().map(|o| o.machines_reused).sum();
     // The process ends with this command: freeing the rendered fleet
     // (hundreds of MB in small pieces) one by one would only add to it.
     std::mem::forget(compiled);
-    print_report(&report, started, json, stdout, stderr)
+    print_report(&report, reused, started, json, stdout, stderr)
+}
+
+/// What the last full render left that this one may reuse: each untouched
+/// output's machine keys and the files its plan lists.
+fn previous(out_dir: &std::path::Path, untouched: &stat::Keys) -> Previous {
+    let outputs = untouched
+        .iter()
+        .filter(|(_, keys)| !keys.is_empty())
+        .filter_map(|(name, keys)| {
+            let files = kiln_compiler::emit::listed_files(out_dir, name)?;
+            Some((
+                name.clone(),
+                PreviousOutput {
+                    keys: keys.clone(),
+                    files,
+                },
+            ))
+        })
+        .collect();
+    Previous { outputs }
 }
 
 /// What a render wrote and kept, as JSON on stdout or a line on stderr.
 fn print_report(
     report: &WriteReport,
+    machines_reused: usize,
     started: Instant,
     json: bool,
     stdout: &mut dyn Write,
@@ -117,7 +161,12 @@ fn print_report(
 ) -> Result<i32, Failure> {
     let count = plural(report.written.len() + report.unchanged.len(), "output", "outputs");
     if json {
-        let body = json!({"written": report.written, "unchanged": report.unchanged, "removed": report.removed});
+        let body = json!({
+            "written": report.written,
+            "unchanged": report.unchanged,
+            "removed": report.removed,
+            "machinesReused": machines_reused,
+        });
         writeln!(stdout, "{body}")?;
         return Ok(exit::OK);
     }
@@ -126,9 +175,13 @@ fn print_report(
     } else {
         format!(", removed {}", report.removed.join(", "))
     };
+    let reused = match machines_reused {
+        0 => String::new(),
+        n => format!(" ({} reused as rendered before)", plural(n, "machine", "machines")),
+    };
     writeln!(
         stderr,
-        "rendered {count} in {} ms: {} written, {} unchanged{removed}",
+        "rendered {count} in {} ms: {} written, {} unchanged{removed}{reused}",
         started.elapsed().as_millis(),
         report.written.len(),
         report.unchanged.len(),

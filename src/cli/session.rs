@@ -32,6 +32,7 @@ impl Session<'_> {
             only: names,
             overrides: values.layers()?,
             limits: self.limits,
+            previous: None,
         })
     }
 

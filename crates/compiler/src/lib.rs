@@ -23,6 +23,7 @@ pub mod yaml;
 #[cfg(test)]
 mod fuzz;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use progress::{step, Progress};
@@ -61,6 +62,9 @@ pub fn compile_repo(
 pub struct Compiled {
     pub rendered: Vec<emit::Output>,
     pub fresh: Vec<String>,
+    /// With `Options::previous`: the machine keys of each fresh site the
+    /// previous render left none for (worked out without rendering).
+    pub fresh_keys: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Like `compile`, but an output whose `out/<name>/` its plan vouches for
@@ -79,7 +83,7 @@ pub fn compile_changed(
         diags.extend(resolve_diags);
         std::mem::take(&mut diags).finish(model)
     })?;
-    let cx = render::Context::new(&repo, &options.overrides, options.limits)?;
+    let cx = render::Context::new(&repo, &options.overrides, options.limits)?.reusing(options.previous.as_ref());
     let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
     let fresh: Vec<String> = step(progress, "verify", None, || {
         let keys = render::input_keys(&cx, &model);
@@ -104,5 +108,19 @@ pub fn compile_changed(
     } else {
         render::render_with(&cx, &model, &rest, progress)?
     };
-    Ok(Compiled { rendered, fresh })
+    let fresh_keys = match &options.previous {
+        Some(previous) => model
+            .sites
+            .iter()
+            .filter(|s| fresh.iter().any(|n| n == s.name()))
+            .filter(|s| previous.outputs.get(s.name()).is_none_or(|o| o.keys.is_empty()))
+            .map(|s| (s.name().to_string(), render::site::machine_keys(&cx, s)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    Ok(Compiled {
+        rendered,
+        fresh,
+        fresh_keys,
+    })
 }

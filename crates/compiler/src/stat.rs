@@ -17,7 +17,7 @@
 //! put back is still seen. `render --check` never reads the cache: it
 //! renders everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -32,9 +32,15 @@ use crate::render::Options;
 /// output).
 pub const FILE: &str = ".kiln.cache";
 
-const HEADER: &str = "kiln stat cache 2";
+const HEADER: &str = "kiln stat cache 3";
 /// The line between the inputs' entries and `out/`'s.
 const OUT_MARK: &str = "--- out/";
+/// The line before an output's machine keys (`--- keys <output>`), after
+/// `out/`'s entries.
+const KEYS_MARK: &str = "--- keys ";
+
+/// Output name → machine name → the machine's key (`render::Previous`).
+pub type Keys = BTreeMap<String, BTreeMap<String, String>>;
 
 /// One entry's `lstat`, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +78,11 @@ fn nanos(seconds: i64, nanos: i64) -> i128 {
 
 /// An entry's `lstat`, `path` relative to `base`.
 fn stat(base: &Path, path: &Path) -> Option<Stat> {
-    let m = fs::symlink_metadata(path).ok()?;
+    Some(of(base, path, &fs::symlink_metadata(path).ok()?))
+}
+
+/// An entry's `lstat` as recorded, `path` relative to `base`.
+fn of(base: &Path, path: &Path, m: &fs::Metadata) -> Stat {
     let t = m.file_type();
     let kind = if t.is_dir() {
         'd'
@@ -83,7 +93,7 @@ fn stat(base: &Path, path: &Path) -> Option<Stat> {
     } else {
         'o'
     };
-    Some(Stat {
+    Stat {
         path: path.strip_prefix(base).unwrap_or(path).to_string_lossy().into_owned(),
         kind,
         size: m.len(),
@@ -91,7 +101,7 @@ fn stat(base: &Path, path: &Path) -> Option<Stat> {
         ctime: nanos(m.ctime(), m.ctime_nsec()),
         ino: m.ino(),
         mode: m.mode(),
-    })
+    }
 }
 
 /// Every entry under `dir` (itself included), `path` relative to `base`,
@@ -121,7 +131,9 @@ fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
             .filter(|e| !e.file_name().to_string_lossy().starts_with(".kiln"))
             .map(|e| match e.file_type() {
                 Ok(t) if t.is_dir() => walk(base, &e.path()),
-                _ => stat(base, &e.path()).into_iter().collect(),
+                // Stat'ed relative to the open directory (`fstatat`), not
+                // by its whole path; never following a link.
+                _ => e.metadata().map(|m| of(base, &e.path(), &m)).into_iter().collect(),
             })
             .collect();
         found.extend(below.into_iter().flatten());
@@ -160,6 +172,7 @@ struct Record {
     names: Vec<String>,
     inputs: String,
     outputs: String,
+    keys: Keys,
     written: i128,
 }
 
@@ -179,12 +192,30 @@ fn read_record(out_dir: &Path) -> Option<Record> {
         .map(String::from)
         .collect();
     let rest: String = lines.collect();
-    let (inputs, outputs) = rest.split_once(&format!("{OUT_MARK}\n"))?;
+    let (inputs, rest) = rest.split_once(&format!("{OUT_MARK}\n"))?;
+    // The keys follow the last entry line.
+    let keys_at = match rest.starts_with(KEYS_MARK) {
+        true => Some(0),
+        false => rest.find(&format!("\n{KEYS_MARK}")).map(|at| at + 1),
+    };
+    let (outputs, key_lines) = rest.split_at(keys_at.unwrap_or(rest.len()));
+    let mut keys = Keys::new();
+    let mut current = None;
+    for line in key_lines.lines() {
+        match line.strip_prefix(KEYS_MARK) {
+            Some(output) => current = Some(keys.entry(output.to_string()).or_default()),
+            None => {
+                let (machine, key) = line.split_once('\t')?;
+                current.as_mut()?.insert(machine.to_string(), key.to_string());
+            }
+        }
+    }
     Some(Record {
         key,
         names,
         inputs: inputs.to_string(),
         outputs: outputs.to_string(),
+        keys,
         written: nanos(written.mtime(), written.mtime_nsec()),
     })
 }
@@ -222,12 +253,13 @@ pub fn check(root: &Path, out_dir: &Path, options: &Options) -> Found {
 }
 
 /// The outputs whose directory under `out/` is exactly as the last full
-/// render left it: every entry as recorded and none as new as the record,
-/// whatever changed among the inputs since. Their `plan.json` says what
-/// is on disk without a file being read. Called with `out/` locked.
-pub fn untouched_outputs(out_dir: &Path) -> BTreeSet<String> {
-    let Some(record) = read_record(out_dir) else {
-        return BTreeSet::new();
+/// render left it, with the keys it recorded for their machines: every
+/// entry as recorded and none as new as the record, whatever changed
+/// among the inputs since. Their `plan.json` says what is on disk without
+/// a file being read. Called with `out/` locked.
+pub fn untouched_outputs(out_dir: &Path) -> Keys {
+    let Some(mut record) = read_record(out_dir) else {
+        return Keys::new();
     };
     let top = |path: &str| path.split('/').next().unwrap_or_default().to_string();
     let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
@@ -245,13 +277,25 @@ pub fn untouched_outputs(out_dir: &Path) -> BTreeSet<String> {
         .names
         .into_iter()
         .filter(|name| matches!((now.get(name), recorded.get(name)), (Some((now, false)), Some(then)) if now == then))
+        .map(|name| {
+            let keys = record.keys.remove(&name).unwrap_or_default();
+            (name, keys)
+        })
         .collect()
 }
 
 /// Records the stats after a full render that wrote or kept `names`, when
-/// the inputs are still as they were before the render read them (`before`).
-/// Called with `out/` locked.
-pub fn record(root: &Path, out_dir: &Path, options: &Options, before: &Inputs, names: &[String]) -> io::Result<()> {
+/// the inputs are still as they were before the render read them
+/// (`before`), with the keys of the machines of each output (those its
+/// files are as rendered from). Called with `out/` locked.
+pub fn record(
+    root: &Path,
+    out_dir: &Path,
+    options: &Options,
+    before: &Inputs,
+    names: &[String],
+    keys: &Keys,
+) -> io::Result<()> {
     let path = out_dir.join(FILE);
     let after = inputs(root);
     if &after != before {
@@ -267,6 +311,10 @@ pub fn record(root: &Path, out_dir: &Path, options: &Options, before: &Inputs, n
     text.push_str(OUT_MARK);
     text.push('\n');
     text.extend(outputs(out_dir).iter().map(line));
+    for (output, machines) in keys.iter().filter(|(name, _)| names.contains(name)) {
+        text.push_str(&format!("{KEYS_MARK}{output}\n"));
+        text.extend(machines.iter().map(|(machine, key)| format!("{machine}\t{key}\n")));
+    }
     let tmp = out_dir.join(format!("{FILE}.tmp"));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;

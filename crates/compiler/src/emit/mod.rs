@@ -44,6 +44,15 @@ pub struct Output {
     pub discovery: Option<DiscoveryStep>,
     /// Each file's SHA-256 as `plan.json` lists it (filled by `seal`).
     pub sha256: BTreeMap<String, String>,
+    /// Files reused from the last render, not rendered again: on disk as
+    /// listed (only a render given `render::Previous` has any, and only
+    /// `write` can take them: it patches the output around them).
+    pub kept: BTreeMap<String, PlannedFile>,
+    /// For a site rendered with `render::Previous`: each machine's key,
+    /// for the next render to compare.
+    pub machine_keys: BTreeMap<String, String>,
+    /// How many machines were reused rather than rendered.
+    pub machines_reused: usize,
 }
 
 impl Output {
@@ -53,16 +62,23 @@ impl Output {
             name: self.name.clone(),
             kind: self.kind,
             inputs_digest: self.inputs_digest.clone(),
-            files: self
-                .files
-                .par_iter()
-                .filter(|(path, _)| path.as_str() != PLAN_FILE)
-                .map(|(path, bytes)| PlannedFile {
-                    path: path.clone(),
-                    size: bytes.len() as u64,
-                    sha256: sha256_hex(bytes),
-                })
-                .collect(),
+            files: {
+                let mut files: Vec<PlannedFile> = self
+                    .files
+                    .par_iter()
+                    .filter(|(path, _)| path.as_str() != PLAN_FILE)
+                    .map(|(path, bytes)| PlannedFile {
+                        path: path.clone(),
+                        size: bytes.len() as u64,
+                        sha256: sha256_hex(bytes),
+                    })
+                    .collect();
+                if !self.kept.is_empty() {
+                    files.extend(self.kept.values().cloned());
+                    files.sort_by(|a, b| a.path.cmp(&b.path));
+                }
+                files
+            },
             machines: self.machines.clone(),
             boot_artifacts: self.boot_artifacts.clone(),
             discovery: self.discovery.clone(),
@@ -87,6 +103,14 @@ struct Listed {
     name: String,
     inputs_digest: String,
     files: Vec<PlannedFile>,
+}
+
+/// The files `out_dir/<name>/plan.json` lists, by path.
+pub fn listed_files(out_dir: &Path, name: &str) -> Option<BTreeMap<String, PlannedFile>> {
+    let bytes = fs::read(out_dir.join(name).join(PLAN_FILE)).ok()?;
+    let plan: Listed = serde_json::from_slice(&bytes).ok()?;
+    (plan.name == name).then_some(())?;
+    Some(plan.files.into_iter().map(|f| (f.path.clone(), f)).collect())
 }
 
 /// Whether `out_dir/<name>/` is exactly what a render from inputs with
@@ -258,6 +282,14 @@ fn write_io(
                     let written = write_files(&staging, files, &changes.changed, budget.as_ref());
                     (Change::Patch(changes), written)
                 }
+                None if !output.kept.is_empty() => {
+                    // Files were reused because the directory was untouched;
+                    // it is not any more.
+                    return Err(io::Error::other(format!(
+                        "{} changed while kiln was rendering it; render again",
+                        target.display()
+                    )));
+                }
                 None => {
                     let stale: BTreeSet<String> = stale_files(&target, files)?.into_iter().collect();
                     if stale.is_empty() {
@@ -324,7 +356,7 @@ fn changes_by_plan(target: &Path, output: &Output) -> Option<Changes> {
     let listed: Listed = serde_json::from_slice(&bytes).ok()?;
     let new_plan = output.files.get(PLAN_FILE)?;
     // An output that was not sealed has no hashes to compare.
-    (output.sha256.len() + 1 == output.files.len()).then_some(())?;
+    (output.sha256.len() + 1 == output.files.len() + output.kept.len()).then_some(())?;
     let old: BTreeMap<&str, &str> = listed
         .files
         .iter()
@@ -341,7 +373,7 @@ fn changes_by_plan(target: &Path, output: &Output) -> Option<Changes> {
     }
     let removed = old
         .keys()
-        .filter(|path| !output.files.contains_key(**path))
+        .filter(|path| !output.files.contains_key(**path) && !output.kept.contains_key(**path))
         .map(|path| path.to_string())
         .collect();
     Some(Changes { changed, removed })
@@ -406,7 +438,10 @@ fn write_files(
     make_parents(staging, paths.iter())?;
     paths.par_iter().try_for_each(|path| {
         spend(budget)?;
-        fs::write(staging.join(path), &files[path])
+        let bytes = files
+            .get(path)
+            .ok_or_else(|| io::Error::other(format!("{path} was reused but differs from its plan")))?;
+        fs::write(staging.join(path), bytes)
     })
 }
 

@@ -198,6 +198,9 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
         boot_artifacts: Vec::new(),
         discovery: None,
         sha256: BTreeMap::new(),
+        kept: BTreeMap::new(),
+        machine_keys: BTreeMap::new(),
+        machines_reused: 0,
     })
 }
 

@@ -40,6 +40,27 @@ pub struct Options {
     pub overrides: Vec<Layer>,
     /// How much work the templates may do.
     pub limits: templates::Limits,
+    /// What the last full render left that this one may reuse; `None`
+    /// renders every machine and computes no machine keys.
+    pub previous: Option<Previous>,
+}
+
+/// What a full render may reuse of the last one: for each output whose
+/// directory is exactly as that render left it (the stat cache says so),
+/// the key of each of its machines then and the files its plan lists. A
+/// machine whose key is the same is not rendered again: its files are
+/// taken as listed.
+#[derive(Debug, Default)]
+pub struct Previous {
+    pub outputs: BTreeMap<String, PreviousOutput>,
+}
+
+#[derive(Debug, Default)]
+pub struct PreviousOutput {
+    /// Machine name → key (see `site::machine_key`).
+    pub keys: BTreeMap<String, String>,
+    /// Path → the file as `plan.json` lists it.
+    pub files: BTreeMap<String, kiln_plan::PlannedFile>,
 }
 
 /// Shared, read-only state of a render: the repository, compiled templates
@@ -51,6 +72,8 @@ pub struct Context<'a> {
     builtin: Layer,
     /// Which templates each template names (see `Context::new`).
     references: References<'a>,
+    /// What this render may reuse (see `Options::previous`).
+    pub previous: Option<&'a Previous>,
 }
 
 /// What templates name other templates (`include`, `import`, `from`,
@@ -97,7 +120,13 @@ impl<'a> Context<'a> {
             overrides,
             builtin,
             references,
+            previous: None,
         })
+    }
+
+    /// The same context, reusing what `previous` holds.
+    pub fn reusing(self, previous: Option<&'a Previous>) -> Context<'a> {
+        Context { previous, ..self }
     }
 
     /// The value layers of a cluster, lowest first (SPEC §3).
@@ -152,13 +181,35 @@ impl<'a> Context<'a> {
     /// SHA-256 over everything a site's output was made from: its inputs
     /// and its blueprints' files.
     pub fn digest_for_site(&self, site: &SiteModel) -> String {
-        let mut parts: Vec<(&str, &str)> = vec![(site.input.file.as_str(), self.text(&site.input.file))];
         let mut blueprints = std::collections::BTreeSet::new();
         for m in &site.machines {
-            parts.push((&m.input.file, self.text(&m.input.file)));
             blueprints.extend(m.commission.iter().chain([&m.blueprint]).map(|b| b.object.name()));
         }
         blueprints.extend(site.discovery.map(|b| b.object.name()));
+        let machines = site.machines.iter().map(|m| m.input.file.as_str());
+        self.site_digest(site, machines, blueprints)
+    }
+
+    /// The digest of what the machines of a site with the workflow
+    /// `blueprints` share: the site's own document, those blueprints' files
+    /// and the templates they name, the built-in and command-line values,
+    /// and kiln (not the machines' own documents).
+    pub(crate) fn digest_for_workflow<'b>(
+        &self,
+        site: &SiteModel,
+        blueprints: impl IntoIterator<Item = &'b str>,
+    ) -> String {
+        self.site_digest(site, std::iter::empty(), blueprints)
+    }
+
+    fn site_digest<'b>(
+        &self,
+        site: &SiteModel,
+        machine_files: impl Iterator<Item = &'b str>,
+        blueprints: impl IntoIterator<Item = &'b str>,
+    ) -> String {
+        let mut parts: Vec<(&str, &str)> = vec![(site.input.file.as_str(), self.text(&site.input.file))];
+        parts.extend(machine_files.map(|file| (file, self.text(file))));
         for name in blueprints {
             parts.extend(
                 self.repo

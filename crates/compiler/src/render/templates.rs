@@ -39,7 +39,7 @@ impl Default for Limits {
 /// All templates of a repository, compiled.
 pub struct Engine {
     env: Environment<'static>,
-    limits: Limits,
+    pub(crate) limits: Limits,
     /// Bytes rendered so far in this run.
     rendered: AtomicU64,
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::{settings, Context};
+use super::{settings, Context, PreviousOutput};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::emit::Output;
 use crate::layout::{self, Origin, ValuesOf};
@@ -25,7 +25,8 @@ use crate::load::Input;
 use crate::merge::merge;
 use crate::resolve::ipam::{IpamLock, ZoneSerial};
 use crate::resolve::site::{MachineModel, SiteModel};
-use kiln_plan::{OutputKind, PlannedAgent, PlannedArtifact, PlannedMachine, StepName, WorkflowStep};
+use kiln_plan::{OutputKind, PlannedAgent, PlannedArtifact, PlannedFile, PlannedMachine, StepName, WorkflowStep};
+use sha2::{Digest, Sha256};
 
 use kiln_plan::placeholder::{AGENT_TOKEN, SERVER, TOKEN};
 
@@ -37,6 +38,17 @@ struct Shared<'a> {
     site: &'a SiteModel<'a>,
     values: BTreeMap<&'a str, minijinja::Value>,
     agents: BTreeMap<&'a str, Result<settings::Agent, String>>,
+    /// When the render keeps machine keys.
+    keys: Option<Keys<'a>>,
+}
+
+/// What a render that keeps machine keys needs for them.
+struct Keys<'a> {
+    /// The part of a machine's key its workflow decides, by the workflow's
+    /// blueprints' names.
+    workflows: BTreeMap<Vec<&'a str>, String>,
+    /// What the last render left of this site.
+    previous: Option<&'a PreviousOutput>,
 }
 
 impl Shared<'_> {
@@ -105,6 +117,10 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     let shared = Shared {
         cx,
         site,
+        keys: cx.previous.map(|previous| Keys {
+            workflows: workflow_digests(cx, site),
+            previous: previous.outputs.get(site.name()),
+        }),
         agents: merged
             .iter()
             .map(|(name, values)| (*name, settings::read(values, "agent")))
@@ -130,11 +146,14 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     });
     let mut origins: BTreeMap<String, Origin> = infrastructure.keys().map(|p| (p.clone(), Origin::site())).collect();
     let mut files = infrastructure;
+    let mut kept = BTreeMap::new();
     let mut machines = Vec::new();
+    let mut machine_keys = BTreeMap::new();
+    let mut machines_reused = 0;
     for (r, m) in results.into_iter().zip(&site.machines) {
         match r {
             Ok(rendered) => {
-                for (path, bytes, origin) in rendered.files {
+                for (path, content, origin) in rendered.files {
                     if let Some(first) = origins.insert(path.clone(), origin) {
                         diags.push(m.input.error(
                             "",
@@ -142,8 +161,13 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
                             format!("renders `{path}`, which {} already renders", describe(&first)),
                         ));
                     }
-                    files.insert(path, bytes);
+                    match content {
+                        Content::Rendered(bytes) => files.insert(path, bytes).map(|_| ()),
+                        Content::Kept(file) => kept.insert(path, file).map(|_| ()),
+                    };
                 }
+                machines_reused += usize::from(rendered.reused);
+                machine_keys.extend(rendered.key.map(|key| (m.name().to_string(), key)));
                 machines.push(rendered.planned);
             }
             Err(d) => diags.extend(d),
@@ -197,6 +221,9 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
             })
             .collect(),
         sha256: BTreeMap::new(),
+        kept,
+        machine_keys,
+        machines_reused,
     })
 }
 
@@ -299,9 +326,19 @@ fn menu(site: &SiteModel) -> String {
     )
 }
 
+/// A file of a machine: rendered now, or reused as the last render left it.
+enum Content {
+    Rendered(Vec<u8>),
+    Kept(PlannedFile),
+}
+
 struct MachineFiles {
-    files: Vec<(String, Vec<u8>, Origin)>,
+    files: Vec<(String, Content, Origin)>,
     planned: PlannedMachine,
+    /// The machine's key, when the render keeps them.
+    key: Option<String>,
+    /// Whether its files were reused.
+    reused: bool,
 }
 
 /// A machine's workflow: commissioning when asked, then install, each
@@ -312,6 +349,37 @@ fn workflow<'a>(m: &MachineModel<'a>) -> Vec<(StepName, &'a Input<Blueprint>)> {
         .into_iter()
         .chain([(StepName::Install, m.blueprint)])
         .collect()
+}
+
+/// The key of every machine of a site (see `machine_key`), without
+/// rendering: for a site whose output is already up to date.
+pub(crate) fn machine_keys(cx: &Context, site: &SiteModel) -> BTreeMap<String, String> {
+    let common = workflow_digests(cx, site);
+    site.machines
+        .par_iter()
+        .map(|m| {
+            let key = machine_key(&common[&workflow_names(m)], m, &step_plans(site, m));
+            (m.name().to_string(), key)
+        })
+        .collect()
+}
+
+/// For each workflow of the site's machines (by its blueprints' names),
+/// the part of a machine's key it decides.
+fn workflow_digests<'a>(cx: &Context, site: &SiteModel<'a>) -> BTreeMap<Vec<&'a str>, String> {
+    let workflows: BTreeSet<Vec<&str>> = site.machines.iter().map(workflow_names).collect();
+    workflows
+        .into_iter()
+        .map(|names| {
+            let digest = cx.digest_for_workflow(site, names.iter().copied());
+            (names, format!("{digest} {:?}", cx.engine.limits))
+        })
+        .collect()
+}
+
+/// The names of the blueprints of a machine's workflow.
+fn workflow_names<'a>(m: &MachineModel<'a>) -> Vec<&'a str> {
+    workflow(m).iter().map(|(_, b)| b.object.name()).collect()
 }
 
 /// Where a step's file came from: `template` (a file of the step's
@@ -327,22 +395,117 @@ fn step_origin(name: &str, step: StepName, blueprint: &Input<Blueprint>, templat
     }
 }
 
-/// Renders a machine's workflow.
+/// One step of a machine's workflow before anything is rendered: its
+/// files (template → path) and the context its templates see.
+struct StepPlan<'a> {
+    step: StepName,
+    blueprint: &'a Input<Blueprint>,
+    /// The boot script's template and path.
+    boot: (String, String),
+    /// The install template, its path, and the name it is served as.
+    install: Option<(String, String, String)>,
+    context: Value,
+}
+
+impl StepPlan<'_> {
+    /// Each file: (template, blueprint field, path).
+    fn files(&self) -> impl Iterator<Item = (&str, &'static str, &str)> {
+        [(self.boot.0.as_str(), "ipxe", self.boot.1.as_str())]
+            .into_iter()
+            .chain(
+                self.install
+                    .iter()
+                    .map(|(t, path, _)| (t.as_str(), "install", path.as_str())),
+            )
+    }
+}
+
+fn step_plans<'a>(site: &SiteModel, m: &MachineModel<'a>) -> Vec<StepPlan<'a>> {
+    let name = m.name();
+    workflow(m)
+        .into_iter()
+        .map(|(step, blueprint)| {
+            let bp_dir = format!("blueprints/{}/", blueprint.object.name());
+            let templates = &blueprint.object.spec.templates;
+            let install = templates.install.as_ref().map(|t| {
+                let file = install_file_name(t);
+                (format!("{bp_dir}{t}"), layout::install_file(name, step, &file), file)
+            });
+            let context = machine_context(site, m, blueprint, install.as_ref().map(|(.., f)| f.as_str()));
+            StepPlan {
+                step,
+                blueprint,
+                boot: (format!("{bp_dir}{}", templates.ipxe), layout::boot_script(name, step)),
+                install,
+                context,
+            }
+        })
+        .collect()
+}
+
+/// What decides a machine's files, as one digest: what every machine of
+/// its site with its workflow shares (`common`: the site's document, the
+/// workflow's blueprints' files and the templates they name, the built-in
+/// and command-line values, kiln, the limits), its own document, and each
+/// step's paths and template context (its resolved addresses and networks
+/// among them).
+fn machine_key(common: &str, m: &MachineModel, plans: &[StepPlan]) -> String {
+    let mut hasher = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    part(common.as_bytes());
+    part(&serde_json::to_vec(&m.input.doc.value).unwrap_or_default());
+    for plan in plans {
+        part(plan.step.as_str().as_bytes());
+        for (template, field, path) in plan.files() {
+            part(format!("{template} {field} {path}").as_bytes());
+        }
+        part(&serde_json::to_vec(&plan.context).unwrap_or_default());
+    }
+    kiln_plan::hex(&hasher.finalize())
+}
+
+/// Renders a machine's workflow, or reuses its files when its key is the
+/// one the last render recorded for it.
 fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostics> {
     let name = m.name();
+    let plans = step_plans(shared.site, m);
+    let key = shared
+        .keys
+        .as_ref()
+        .map(|keys| machine_key(&keys.workflows[&workflow_names(m)], m, &plans));
+    let previous = shared.keys.as_ref().and_then(|keys| keys.previous);
+    let kept: Option<&PreviousOutput> = previous.filter(|p| {
+        key.is_some()
+            && p.keys.get(name) == key.as_ref()
+            && plans
+                .iter()
+                .all(|plan| plan.files().all(|(.., path)| p.files.contains_key(path)))
+    });
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
     let mut steps = Vec::new();
-    for (step, blueprint) in workflow(m) {
-        let boot_script = layout::boot_script(name, step);
-        match step_files(shared, m, step, blueprint, &boot_script) {
-            Ok((step_files, install_file)) => {
+    for plan in &plans {
+        let rendered = match kept {
+            Some(previous) => Ok(plan
+                .files()
+                .map(|(template, _, path)| {
+                    let origin = step_origin(name, plan.step, plan.blueprint, template.to_string());
+                    (path.to_string(), Content::Kept(previous.files[path].clone()), origin)
+                })
+                .collect()),
+            None => step_files(shared, m, plan),
+        };
+        match rendered {
+            Ok(step_files) => {
                 files.extend(step_files);
                 steps.push(WorkflowStep {
-                    name: step,
-                    boot_script,
-                    install_file,
-                    artifacts: planned_artifacts(blueprint),
+                    name: plan.step,
+                    boot_script: plan.boot.1.clone(),
+                    install_file: plan.install.as_ref().map(|(_, path, _)| path.clone()),
+                    artifacts: planned_artifacts(plan.blueprint),
                 });
             }
             Err(d) => diags.extend(d),
@@ -354,6 +517,8 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
         .map_err(|e| Diagnostics::from(m.input.error("/spec/values", true, e)))?;
     diags.finish(MachineFiles {
         files,
+        key,
+        reused: kept.is_some(),
         planned: PlannedMachine {
             name: name.into(),
             mac: kiln_plan::Mac::parse(&primary.mac).ok_or_else(|| {
@@ -379,54 +544,40 @@ fn machine(shared: &Shared, m: &MachineModel) -> Result<MachineFiles, Diagnostic
     })
 }
 
-type StepFiles = (Vec<(String, Vec<u8>, Origin)>, Option<String>);
-
-/// The boot script and install file of one step of a machine's workflow.
+/// Renders the boot script and install file of one step of a machine's
+/// workflow.
 fn step_files(
     shared: &Shared,
     m: &MachineModel,
-    step: StepName,
-    blueprint: &Input<Blueprint>,
-    boot_script: &str,
-) -> Result<StepFiles, Diagnostics> {
+    plan: &StepPlan,
+) -> Result<Vec<(String, Content, Origin)>, Diagnostics> {
     let (cx, site) = (shared.cx, shared.site);
     let name = m.name();
-    let bp_dir = format!("blueprints/{}/", blueprint.object.name());
-    let templates = &blueprint.object.spec.templates;
-    let install = templates
-        .install
-        .as_ref()
-        .map(|t| (format!("{bp_dir}{t}"), install_file_name(t)));
-    let context = machine_context(site, m, blueprint, install.as_ref().map(|(_, f)| f.as_str()));
-    let context = minijinja::context! { values => shared.values(m, blueprint), ..context.into_jinja() };
-    let served_as = install.as_ref().map(|(_, f)| f.clone());
+    let blueprint = plan.blueprint;
+    let context = minijinja::context! { values => shared.values(m, blueprint), ..plan.context.clone().into_jinja() };
+    let served_as = plan.install.as_ref().map(|(.., f)| f.as_str());
     let subject = format!("machine {name} of site {}", site.name());
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
-    let mut render = |template: String, field: &str, dest: String| match render_template(
-        cx, blueprint, field, &template, &context, &subject,
-    ) {
-        Ok(text) => {
-            diags.extend(served::problems(&served::Rendered {
-                site,
-                blueprint,
-                template: &template,
-                template_text: cx.repo.files.get(&template).map(|t| &**t),
-                field,
-                text: &text,
-                install_file: served_as.as_deref(),
-            }));
-            files.push((dest, text.into_bytes(), step_origin(name, step, blueprint, template)))
+    for (template, field, path) in plan.files() {
+        match render_template(cx, blueprint, field, template, &context, &subject) {
+            Ok(text) => {
+                diags.extend(served::problems(&served::Rendered {
+                    site,
+                    blueprint,
+                    template,
+                    template_text: cx.repo.files.get(template).map(|t| &**t),
+                    field,
+                    text: &text,
+                    install_file: served_as,
+                }));
+                let origin = step_origin(name, plan.step, blueprint, template.to_string());
+                files.push((path.to_string(), Content::Rendered(text.into_bytes()), origin));
+            }
+            Err(d) => diags.push(d),
         }
-        Err(d) => diags.push(d),
-    };
-    render(format!("{bp_dir}{}", templates.ipxe), "ipxe", boot_script.to_string());
-    let install_file = install.map(|(template, file)| {
-        let dest = layout::install_file(name, step, &file);
-        render(template, "install", dest.clone());
-        dest
-    });
-    diags.finish((files, install_file))
+    }
+    diags.finish(files)
 }
 
 /// Renders `template`, the file a blueprint's `field` names, for `subject`;
