@@ -89,19 +89,21 @@ pub(super) fn render(
     // What the last full render left: the machines it rendered that have
     // not changed since are not rendered again.
     let untouched = stat::untouched_outputs(out_dir);
-    options.previous = Some(previous(out_dir, &untouched));
+    options.previous = Some(previous(out_dir, &untouched.outputs));
     let compiled = session.compile_changed(&options)?;
     let (outputs, fresh) = (&compiled.rendered, &compiled.fresh);
     // One kiln writes out/ at a time; another waits.
     let _lock = kiln_compiler::emit::lock(out_dir, || {
         let _ = writeln!(stderr, "waiting for another kiln writing {}", out_dir.display());
     })?;
-    // What is still as the last full render left it (looked at again under
-    // the lock: a hand edit or another kiln may have been at it since) is
-    // patched, not swapped; an output with reused files that is not is an
-    // error (`emit::write`). The record goes first, so a write cut short is
-    // never taken for one.
-    let patchable: BTreeSet<String> = stat::untouched_outputs(out_dir).into_keys().collect();
+    // What was as the last full render left it is patched, not swapped:
+    // only files whose SHA-256 differs from the plan on disk are written,
+    // and a reused file that plan no longer lists as it was is an error
+    // (another kiln wrote it meanwhile). An edit by anyone else since the
+    // look above keeps its old stat in the record, so the next render sees
+    // it. The record goes first, so a write cut short is never taken for
+    // one.
+    let patchable: BTreeSet<String> = untouched.outputs.keys().cloned().collect();
     stat::forget(out_dir);
     let report = step(progress, "write", None, || {
         kiln_compiler::emit::write(out_dir, outputs, fresh, all, &patchable)
@@ -114,14 +116,20 @@ pub(super) fn render(
             .iter()
             .map(|o| (o.name.clone(), o.machine_keys.clone()))
             .collect();
-        keys.extend(
-            untouched
-                .into_iter()
-                .filter(|(name, keys)| fresh.contains(name) && !keys.is_empty()),
-        );
+        let kept_keys = untouched
+            .outputs
+            .iter()
+            .filter(|(name, keys)| fresh.contains(name) && !keys.is_empty());
+        keys.extend(kept_keys.map(|(name, keys)| (name.clone(), keys.clone())));
         keys.extend(compiled.fresh_keys.clone());
+        let done = stat::Done {
+            names: &names,
+            keys: &keys,
+            trees: &report.trees,
+            paths: &report.paths,
+        };
         // Only a shortcut: a failure to record costs the next render its speed.
-        let _ = stat::record(&session.repo, out_dir, &options, before, &names, &keys);
+        let _ = stat::record(&session.repo, out_dir, &options, before, untouched, &done);
     }
     let reused: usize = outputs.iter().map(|o| o.machines_reused).sum();
     // The process ends with this command: freeing the rendered fleet

@@ -109,7 +109,13 @@ fn of(base: &Path, path: &Path, m: &fs::Metadata) -> Stat {
 /// starting with `.kiln` (the lock, this cache, staging directories) are
 /// kiln's own and left out. A missing `dir` is an entry of kind `-`.
 fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
-    let Some(top) = stat(base, dir) else {
+    walk_from(base, dir, stat(base, dir))
+}
+
+/// `walk` of a directory whose own `lstat` is `top` (read from its
+/// parent's entry, not by its path).
+fn walk_from(base: &Path, dir: &Path, top: Option<Stat>) -> Vec<Stat> {
+    let Some(top) = top else {
         return vec![Stat {
             path: dir.strip_prefix(base).unwrap_or(dir).to_string_lossy().into_owned(),
             kind: '-',
@@ -129,11 +135,15 @@ fn walk(base: &Path, dir: &Path) -> Vec<Stat> {
         let below: Vec<Vec<Stat>> = entries
             .par_iter()
             .filter(|e| !e.file_name().to_string_lossy().starts_with(".kiln"))
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => walk(base, &e.path()),
+            .map(|e| {
                 // Stat'ed relative to the open directory (`fstatat`), not
                 // by its whole path; never following a link.
-                _ => e.metadata().map(|m| of(base, &e.path(), &m)).into_iter().collect(),
+                let path = e.path();
+                let stat = e.metadata().ok().map(|m| of(base, &path, &m));
+                match stat {
+                    Some(s) if s.kind == 'd' => walk_from(base, &path, Some(s)),
+                    stat => stat.into_iter().collect(),
+                }
             })
             .collect();
         found.extend(below.into_iter().flatten());
@@ -257,23 +267,24 @@ pub fn check(root: &Path, out_dir: &Path, options: &Options) -> Found {
 /// entry as recorded and none as new as the record, whatever changed
 /// among the inputs since. Their `plan.json` says what is on disk without
 /// a file being read. Called with `out/` locked.
-pub fn untouched_outputs(out_dir: &Path) -> Keys {
+pub fn untouched_outputs(out_dir: &Path) -> Untouched {
     let Some(mut record) = read_record(out_dir) else {
-        return Keys::new();
+        return Untouched::default();
     };
     let top = |path: &str| path.split('/').next().unwrap_or_default().to_string();
     let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    for s in outputs(out_dir) {
+    let snapshot = outputs(out_dir);
+    for s in &snapshot {
         let entry = now.entry(top(&s.path)).or_default();
-        entry.0.push_str(&line(&s));
-        entry.1 |= racy(&s, record.written);
+        entry.0.push_str(&line(s));
+        entry.1 |= racy(s, record.written);
     }
     let mut recorded: BTreeMap<String, String> = BTreeMap::new();
     for l in record.outputs.split_inclusive('\n') {
         let path = l.trim_end().rsplit('\t').next().unwrap_or_default();
         recorded.entry(top(path)).or_default().push_str(l);
     }
-    record
+    let outputs = record
         .names
         .into_iter()
         .filter(|name| matches!((now.get(name), recorded.get(name)), (Some((now, false)), Some(then)) if now == then))
@@ -281,7 +292,78 @@ pub fn untouched_outputs(out_dir: &Path) -> Keys {
             let keys = record.keys.remove(&name).unwrap_or_default();
             (name, keys)
         })
-        .collect()
+        .collect();
+    Untouched {
+        outputs,
+        snapshot: Some(snapshot),
+    }
+}
+
+/// What `untouched_outputs` found.
+#[derive(Debug, Default)]
+pub struct Untouched {
+    /// The untouched outputs and their machine keys.
+    pub outputs: Keys,
+    /// Every entry under `out/` as it was then (when there was a record to
+    /// compare with): what `record` starts from.
+    snapshot: Option<Vec<Stat>>,
+}
+
+/// What a full render did, for its record.
+pub struct Done<'a> {
+    /// The outputs it wrote or kept.
+    pub names: &'a [String],
+    /// The machine keys of each output as it now is.
+    pub keys: &'a Keys,
+    /// Outputs whose tree was replaced or removed (`emit::WriteReport`).
+    pub trees: &'a [String],
+    /// Paths (`<output>/<path>`) written or removed in place.
+    pub paths: &'a [String],
+}
+
+/// `out/`'s entries now: `snapshot` with what the write changed stat'ed
+/// again (a replaced tree walked again, a patched file and each directory
+/// above it up to its output stat'ed again), or a walk of all of it. An
+/// entry changed by anyone else since the snapshot keeps its old stat, so
+/// the next render sees the change.
+fn after_write(out_dir: &Path, snapshot: Option<Vec<Stat>>, written: &Done) -> Vec<Stat> {
+    let Some(snapshot) = snapshot else {
+        return outputs(out_dir);
+    };
+    let in_tree = |path: &str| {
+        let top = path.split('/').next().unwrap_or_default();
+        written.trees.iter().any(|t| t == top)
+    };
+    let mut again: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for path in written.paths {
+        let mut at = path.as_str();
+        loop {
+            again.insert(at);
+            match at.rfind('/') {
+                Some(i) => at = &at[..i],
+                None => break,
+            }
+        }
+    }
+    let mut all: BTreeMap<String, Stat> = snapshot
+        .into_iter()
+        .filter(|s| !in_tree(&s.path) && !again.contains(s.path.as_str()))
+        .map(|s| (s.path.clone(), s))
+        .collect();
+    for tree in written.trees {
+        all.extend(
+            walk(out_dir, &out_dir.join(tree))
+                .into_iter()
+                .filter(|s| s.kind != '-')
+                .map(|s| (s.path.clone(), s)),
+        );
+    }
+    for path in again {
+        if let Some(s) = stat(out_dir, &out_dir.join(path)) {
+            all.insert(s.path.clone(), s);
+        }
+    }
+    all.into_values().collect()
 }
 
 /// Records the stats after a full render that wrote or kept `names`, when
@@ -293,8 +375,8 @@ pub fn record(
     out_dir: &Path,
     options: &Options,
     before: &Inputs,
-    names: &[String],
-    keys: &Keys,
+    untouched: Untouched,
+    done: &Done,
 ) -> io::Result<()> {
     let path = out_dir.join(FILE);
     let after = inputs(root);
@@ -306,12 +388,13 @@ pub fn record(
             _ => Ok(()),
         };
     }
+    let names = done.names;
     let mut text = format!("{HEADER}\nkey {}\noutputs {}\n", key(options), names.join(" "));
     text.extend(after.0.iter().map(line));
     text.push_str(OUT_MARK);
     text.push('\n');
-    text.extend(outputs(out_dir).iter().map(line));
-    for (output, machines) in keys.iter().filter(|(name, _)| names.contains(name)) {
+    text.extend(after_write(out_dir, untouched.snapshot, done).iter().map(line));
+    for (output, machines) in done.keys.iter().filter(|(name, _)| names.contains(name)) {
         text.push_str(&format!("{KEYS_MARK}{output}\n"));
         text.extend(machines.iter().map(|(machine, key)| format!("{machine}\t{key}\n")));
     }
@@ -325,4 +408,64 @@ pub fn record(
 /// Forgets the record (a render that failed or was partial).
 pub fn forget(out_dir: &Path) {
     let _ = fs::remove_file(out_dir.join(FILE));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // As a patch does: a new file renamed over the old one.
+        let tmp = dir.join(".kiln-tmp");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
+
+    /// The record after a write is what a walk would find for everything
+    /// the write changed, and the old stat for what it did not (an edit
+    /// by someone else then shows in the next render).
+    #[test]
+    fn the_record_after_a_write_restats_what_it_changed() {
+        let out = tempfile::tempdir().unwrap();
+        let out = out.path();
+        for rel in ["site/a/x", "site/b/y", "site/plan.json", "other/z", "other/w/v"] {
+            put(out, rel, "old");
+        }
+        let snapshot = outputs(out);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // A patch of `site`: x rewritten, c/new added, b/y and its directory
+        // removed, plan.json last; `other` swapped whole.
+        put(out, "site/a/x", "new");
+        put(out, "site/c/new", "new");
+        fs::remove_file(out.join("site/b/y")).unwrap();
+        fs::remove_dir(out.join("site/b")).unwrap();
+        put(out, "site/plan.json", "new");
+        fs::remove_dir_all(out.join("other")).unwrap();
+        put(out, "other/z", "new");
+        let paths: Vec<String> = ["site/a/x", "site/c/new", "site/b/y", "site/plan.json"]
+            .map(String::from)
+            .to_vec();
+        let done = Done {
+            names: &[],
+            keys: &Keys::new(),
+            trees: &["other".to_string()],
+            paths: &paths,
+        };
+        assert_eq!(after_write(out, Some(snapshot.clone()), &done), outputs(out));
+        // An edit the write did not make keeps its old stat.
+        put(out, "site/a/x", "by hand");
+        let done = Done {
+            paths: &[],
+            trees: &[],
+            ..done
+        };
+        let now = outputs(out);
+        let recorded = after_write(out, Some(now.clone()), &done);
+        assert_eq!(recorded, now);
+        let old_x = snapshot.iter().find(|s| s.path == "site/a/x").unwrap();
+        let kept = after_write(out, Some(snapshot.clone()), &done);
+        assert_eq!(kept.iter().find(|s| s.path == "site/a/x"), Some(old_x));
+    }
 }

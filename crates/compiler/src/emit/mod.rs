@@ -166,6 +166,10 @@ pub struct WriteReport {
     pub unchanged: Vec<String>,
     /// Outputs removed because nothing renders them any more.
     pub removed: Vec<String>,
+    /// Outputs whose whole tree was swapped in or removed.
+    pub trees: Vec<String>,
+    /// Files (`<output>/<path>`) a patch wrote or removed.
+    pub paths: Vec<String>,
 }
 
 /// A hook for the atomicity tests: fail after staging this many files.
@@ -316,8 +320,13 @@ fn write_io(
 
     for (staging, target, name, change) in staged {
         match change {
-            Change::Patch(changes) => patch(&staging, &target, &changes)?,
+            Change::Patch(changes) => {
+                let touched = changes.changed.iter().chain(&changes.removed);
+                report.paths.extend(touched.map(|path| format!("{name}/{path}")));
+                patch(&staging, &target, &changes)?
+            }
             Change::Swap if target.exists() => {
+                report.trees.push(name.clone());
                 rustix::fs::renameat_with(
                     rustix::fs::CWD,
                     &staging,
@@ -327,7 +336,10 @@ fn write_io(
                 )?;
                 fs::remove_dir_all(&staging)?;
             }
-            Change::Swap => fs::rename(&staging, &target)?,
+            Change::Swap => {
+                report.trees.push(name.clone());
+                fs::rename(&staging, &target)?
+            }
         }
         report.written.push(name);
     }
@@ -341,6 +353,7 @@ fn write_io(
         for name in rendered_outputs(out_dir)? {
             if !keep.contains(name.as_str()) {
                 fs::remove_dir_all(out_dir.join(&name))?;
+                report.trees.push(name.clone());
                 report.removed.push(name);
             }
         }
