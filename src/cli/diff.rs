@@ -11,7 +11,7 @@ use kiln_compiler::diff::Format;
 use kiln_compiler::emit::Output;
 use kiln_compiler::load::Repo;
 use kiln_compiler::progress::step;
-use kiln_compiler::render::{digest_of, input_keys, Context};
+use kiln_compiler::render::{digest_of, input_keys, machine_keys, Context, Previous, PreviousOutput};
 use kiln_compiler::resolve::Model;
 use kiln_plan::{sha256_hex, Plan, PLAN_FILE};
 
@@ -110,28 +110,30 @@ impl Side {
     }
 }
 
-/// An output of the base revision as committed under `out/<name>/`, when
-/// its plan says it was rendered from exactly the base's inputs by this
-/// version of kiln (its inputs digest is `digest`). Files the head renders
-/// identically (same SHA-256 in both plans) are taken from `head`; the rest
-/// are read from git and checked against the committed plan. `None` means
-/// render the base instead.
-fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Output) -> Option<Output> {
-    let dir = format!("out/{name}/");
-    let plan_path = format!("{dir}{PLAN_FILE}");
-    let read = |paths: &[String]| kiln_compiler::diff::git::read_paths(&session.repo, rev, paths).ok();
-    let plan_bytes = read(std::slice::from_ref(&plan_path))?.remove(&plan_path)??;
+/// The plan of the base revision's committed `out/<name>/` (and its
+/// bytes), when it says it was rendered from exactly the base's inputs by
+/// this version of kiln (its inputs digest is `digest`).
+fn committed_plan(session: &Session, rev: &str, name: &str, digest: &str) -> Option<(Plan, Vec<u8>)> {
+    let plan_path = format!("out/{name}/{PLAN_FILE}");
+    let mut read = kiln_compiler::diff::git::read_paths(&session.repo, rev, std::slice::from_ref(&plan_path)).ok()?;
+    let plan_bytes = read.remove(&plan_path)??;
     let plan: Plan = serde_json::from_slice(&plan_bytes).ok()?;
-    if plan.inputs_digest != digest || plan.name != name {
-        return None;
-    }
-    let head_hashes: BTreeMap<&str, &str> = head.sha256.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
+    (plan.inputs_digest == digest && plan.name == name).then_some((plan, plan_bytes))
+}
+
+/// An output of the base revision as its committed `plan` lists it. Files
+/// the head renders identically (same SHA-256) are not read at all
+/// (`kept`: the comparison goes by hash); the rest are read from git and
+/// checked against the plan. `None` means render the base instead.
+fn committed(session: &Session, rev: &str, (plan, plan_bytes): (Plan, Vec<u8>), head: &Output) -> Option<Output> {
+    let dir = format!("out/{}/", plan.name);
     let mut files = BTreeMap::new();
+    let mut kept = BTreeMap::new();
     let mut others = Vec::new();
     for f in &plan.files {
-        match head_hashes.get(f.path.as_str()) {
+        match head.sha256.get(&f.path) {
             Some(sha) if *sha == f.sha256 => {
-                files.insert(f.path.clone(), head.files.get(&f.path)?.clone());
+                kept.insert(f.path.clone(), f.clone());
             }
             _ => others.push(format!("{dir}{}", f.path)),
         }
@@ -141,7 +143,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         .iter()
         .map(|f| (format!("{dir}{}", f.path), f.sha256.as_str()))
         .collect();
-    for (full, bytes) in read(&others)? {
+    for (full, bytes) in kiln_compiler::diff::git::read_paths(&session.repo, rev, &others).ok()? {
         let bytes = bytes?;
         (sha256_hex(&bytes) == wanted[&full]).then_some(())?;
         files.insert(full.strip_prefix(&dir)?.to_string(), bytes);
@@ -149,7 +151,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
     files.insert(PLAN_FILE.to_string(), plan_bytes);
     let sha256 = plan.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect();
     Some(Output {
-        name: name.to_string(),
+        name: plan.name,
         kind: plan.kind,
         inputs_digest: plan.inputs_digest,
         files,
@@ -158,7 +160,7 @@ fn committed(session: &Session, rev: &str, name: &str, digest: &str, head: &Outp
         boot_artifacts: plan.boot_artifacts,
         discovery: plan.discovery,
         sha256,
-        kept: BTreeMap::new(),
+        kept,
         machine_keys: BTreeMap::new(),
         machines_reused: 0,
     })
@@ -203,6 +205,31 @@ pub(super) fn diff(
             kiln_compiler::render::render_with(cx, model, &names, session.progress).map_err(|d| side.failure(d))
         })
     };
+    // The base's committed outputs that its plan vouches for; a machine of
+    // one whose key is the same on both sides has the same files there, so
+    // the head does not render it (it is compared by hash, never read).
+    let mut plans = step(session.progress, "read", Some(&base.label), || {
+        let plans: BTreeMap<String, (Plan, Vec<u8>)> = changed
+            .iter()
+            .filter(|n| base_keys.contains_key(**n) && head_keys.contains_key(**n))
+            .filter_map(|name| {
+                let plan = committed_plan(session, &args.base, name, digest_of(&base_keys[*name]))?;
+                Some((name.to_string(), plan))
+            })
+            .collect();
+        Ok::<_, Failure>(plans)
+    })?;
+    let previous = Previous {
+        outputs: plans
+            .iter()
+            .filter_map(|(name, (plan, _))| {
+                let keys = machine_keys(&base_cx, &base_model, name)?;
+                let files = plan.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+                Some((name.clone(), PreviousOutput { keys, files }))
+            })
+            .collect(),
+    };
+    let head_cx = head_cx.reusing(Some(&previous));
     let head_names = changed
         .iter()
         .filter(|n| head_keys.contains_key(**n))
@@ -210,17 +237,16 @@ pub(super) fn diff(
     let head_outputs = render(&head, &head_cx, &head_model, head_names.collect())?;
     let mut base_outputs = Vec::new();
     let mut base_names = Vec::new();
-    step(session.progress, "read", Some(&base.label), || {
-        for name in changed.iter().filter(|n| base_keys.contains_key(**n)) {
-            let head_output = head_outputs.iter().find(|o| &o.name == *name);
-            let digest = digest_of(&base_keys[*name]);
-            match head_output.and_then(|h| committed(session, &args.base, name, digest, h)) {
-                Some(output) => base_outputs.push(output),
-                None => base_names.push(name.to_string()),
-            }
+    for name in changed.iter().filter(|n| base_keys.contains_key(**n)) {
+        let head_output = head_outputs.iter().find(|o| &o.name == *name);
+        match head_output
+            .zip(plans.remove(*name))
+            .and_then(|(h, plan)| committed(session, &args.base, plan, h))
+        {
+            Some(output) => base_outputs.push(output),
+            None => base_names.push(name.to_string()),
         }
-        Ok::<_, Failure>(())
-    })?;
+    }
     base_outputs.extend(render(&base, &base_cx, &base_model, base_names)?);
     let diff = step(session.progress, "diff", None, || {
         Ok::<_, Failure>(kiln_compiler::diff::compare(
@@ -235,7 +261,8 @@ pub(super) fn diff(
     write!(stdout, "{}", kiln_compiler::diff::render(&diff, format, color))?;
     // The process ends with this command: freeing both sides (hundreds of
     // MB in small pieces) one by one would only add to it.
-    std::mem::forget((base_outputs, head_outputs, base_model, head_model, base_cx, head_cx));
+    std::mem::forget((base_outputs, head_outputs, head_cx, base_model, head_model, base_cx));
+    std::mem::forget(previous);
     std::mem::forget((base, head));
     Ok(if args.exit_code && !diff.is_empty() {
         exit::DIFFERENCES

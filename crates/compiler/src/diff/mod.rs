@@ -57,24 +57,23 @@ impl Diff {
 
 /// Compares two sets of rendered outputs.
 pub fn compare(base_label: &str, base: &[Output], head_label: &str, head: &[Output]) -> Diff {
-    fn by_name(outputs: &[Output]) -> BTreeMap<String, &BTreeMap<String, Vec<u8>>> {
-        outputs.iter().map(|o| (o.name.clone(), &o.files)).collect()
+    fn by_name(outputs: &[Output]) -> BTreeMap<&str, &Output> {
+        outputs.iter().map(|o| (o.name.as_str(), o)).collect()
     }
     let (base, head) = (by_name(base), by_name(head));
-    let empty = BTreeMap::new();
-    let names: BTreeSet<&String> = base.keys().chain(head.keys()).collect();
+    let names: BTreeSet<&str> = base.keys().chain(head.keys()).copied().collect();
     let outputs = names
         .into_iter()
         .filter_map(|name| {
-            let (old, new) = (base.get(name), head.get(name));
+            let (old, new) = (base.get(name).copied(), head.get(name).copied());
             let status = match (old, new) {
                 (None, _) => "added",
                 (_, None) => "removed",
                 _ => "changed",
             };
-            let files = compare_files(old.copied().unwrap_or(&empty), new.copied().unwrap_or(&empty));
+            let files = compare_files(Side::of(old), Side::of(new));
             (!files.is_empty()).then(|| OutputDiff {
-                name: name.clone(),
+                name: name.to_string(),
                 status,
                 files,
             })
@@ -91,23 +90,62 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn compare_files(old: &BTreeMap<String, Vec<u8>>, new: &BTreeMap<String, Vec<u8>>) -> Vec<FileDiff> {
+/// One side's files: their contents, and those known only by hash (an
+/// output's `kept` files, identical to the other side's).
+struct Side<'a> {
+    files: Option<&'a BTreeMap<String, Vec<u8>>>,
+    kept: Option<&'a BTreeMap<String, kiln_plan::PlannedFile>>,
+    sha256: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> Side<'a> {
+    fn of(output: Option<&'a Output>) -> Side<'a> {
+        Side {
+            files: output.map(|o| &o.files),
+            kept: output.map(|o| &o.kept),
+            sha256: output.map(|o| &o.sha256),
+        }
+    }
+
+    fn paths(&self) -> BTreeSet<&'a String> {
+        let files = self.files.into_iter().flat_map(BTreeMap::keys);
+        files.chain(self.kept.into_iter().flat_map(BTreeMap::keys)).collect()
+    }
+
+    fn content(&self, path: &str) -> Option<&'a [u8]> {
+        self.files?.get(path).map(Vec::as_slice)
+    }
+
+    fn sha256(&self, path: &str) -> Option<&'a str> {
+        self.sha256?.get(path).map(String::as_str)
+    }
+}
+
+fn compare_files(old: Side, new: Side) -> Vec<FileDiff> {
     let mut files = Vec::new();
-    let removed: Vec<&String> = old.keys().filter(|p| !new.contains_key(*p)).collect();
-    let mut added: Vec<&String> = new.keys().filter(|p| !old.contains_key(*p)).collect();
-    for path in old.keys().filter(|p| new.contains_key(*p)) {
-        if let Some(diff) = modified(path, &old[path], &new[path]) {
-            files.push(diff);
+    let (old_paths, new_paths) = (old.paths(), new.paths());
+    let removed: Vec<&String> = old_paths.difference(&new_paths).copied().collect();
+    let mut added: Vec<&String> = new_paths.difference(&old_paths).copied().collect();
+    for path in old_paths.intersection(&new_paths) {
+        // The same SHA-256 is the same file: never read as text.
+        if old.sha256(path).is_some() && old.sha256(path) == new.sha256(path) {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (old.content(path), new.content(path)) {
+            files.extend(modified(path, a, b));
         }
     }
     // A removed file whose exact content reappears elsewhere was renamed;
     // added files are found by content through an index.
     let mut added_by_content: BTreeMap<&[u8], Vec<&String>> = BTreeMap::new();
     for a in added.iter().rev() {
-        added_by_content.entry(new[*a].as_slice()).or_default().push(a);
+        if let Some(content) = new.content(a) {
+            added_by_content.entry(content).or_default().push(a);
+        }
     }
     for path in removed {
-        if let Some(to) = added_by_content.get_mut(old[path].as_slice()).and_then(Vec::pop) {
+        let Some(content) = old.content(path) else { continue };
+        if let Some(to) = added_by_content.get_mut(content).and_then(Vec::pop) {
             added.retain(|a| *a != to);
             files.push(FileDiff {
                 path: to.clone(),
@@ -119,11 +157,11 @@ fn compare_files(old: &BTreeMap<String, Vec<u8>>, new: &BTreeMap<String, Vec<u8>
                 deletions: 0,
             });
         } else {
-            files.push(whole(path, "removed", &old[path]));
+            files.push(whole(path, "removed", content));
         }
     }
     for path in added {
-        files.push(whole(path, "added", &new[path]));
+        files.extend(new.content(path).map(|content| whole(path, "added", content)));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
@@ -189,12 +227,18 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
 /// removed or changed (the file list and digests are derived from the other
 /// files, which the diff already shows). The counts are of changed values.
 fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
-    let (pa, pb) = rayon::join(
-        || serde_json::from_slice::<Value>(old),
-        || serde_json::from_slice::<Value>(new),
-    );
+    /// A plan without its file list, which is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct WithoutFiles {
+        #[serde(rename = "files")]
+        _files: serde::de::IgnoredAny,
+        #[serde(flatten)]
+        rest: serde_json::Map<String, Value>,
+    }
+    let parse = |bytes| serde_json::from_slice::<WithoutFiles>(bytes).map(|p| Value::Object(p.rest));
+    let (pa, pb) = rayon::join(|| parse(old), || parse(new));
     let (pa, pb) = (pa.ok()?, pb.ok()?);
-    let changes = semantic::json_diff(pa, pb, &["files", "inputsDigest", "planDigest"]);
+    let changes = semantic::json_diff(pa, pb, &["inputsDigest", "planDigest"]);
     if changes.is_empty() {
         return None;
     }

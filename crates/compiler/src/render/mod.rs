@@ -358,6 +358,13 @@ pub fn input_keys(cx: &Context, model: &Model) -> BTreeMap<String, String> {
     clusters.chain(sites).collect()
 }
 
+/// The key of each machine of site `name` (what decides its files, see
+/// `site::machine_key`), without rendering; `None` for no such site.
+pub fn machine_keys(cx: &Context, model: &Model, name: &str) -> Option<BTreeMap<String, String>> {
+    let site = model.sites.iter().find(|s| s.name() == name)?;
+    Some(site::machine_keys(cx, site))
+}
+
 /// The inputs digest part of an output's key (see `input_keys`): what its
 /// `plan.json` records.
 pub fn digest_of(key: &str) -> &str {

@@ -554,7 +554,8 @@ fn step_files(
     let (cx, site) = (shared.cx, shared.site);
     let name = m.name();
     let blueprint = plan.blueprint;
-    let context = minijinja::context! { values => shared.values(m, blueprint), ..plan.context.clone().into_jinja() };
+    let context =
+        minijinja::context! { values => shared.values(m, blueprint), ..super::templates::context(&plan.context) };
     let served_as = plan.install.as_ref().map(|(.., f)| f.as_str());
     let subject = format!("machine {name} of site {}", site.name());
     let mut diags = Diagnostics::default();
