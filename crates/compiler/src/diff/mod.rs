@@ -9,11 +9,10 @@ mod semantic;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::emit::Output;
 pub use format::{render, Format};
-use kiln_plan::PLAN_FILE;
+use kiln_plan::{Plan, PlannedMachine, PLAN_FILE};
 pub use semantic::{PathChange, ResourceDiff};
 
 /// The differences between two renders.
@@ -93,6 +92,7 @@ fn text(bytes: &[u8]) -> String {
 /// One side's files: their contents, and those known only by hash (an
 /// output's `kept` files, identical to the other side's).
 struct Side<'a> {
+    output: Option<&'a Output>,
     files: Option<&'a BTreeMap<String, Vec<u8>>>,
     kept: Option<&'a BTreeMap<String, kiln_plan::PlannedFile>>,
     sha256: Option<&'a BTreeMap<String, String>>,
@@ -101,6 +101,7 @@ struct Side<'a> {
 impl<'a> Side<'a> {
     fn of(output: Option<&'a Output>) -> Side<'a> {
         Side {
+            output,
             files: output.map(|o| &o.files),
             kept: output.map(|o| &o.kept),
             sha256: output.map(|o| &o.sha256),
@@ -131,8 +132,13 @@ fn compare_files(old: Side, new: Side) -> Vec<FileDiff> {
         if old.sha256(path).is_some() && old.sha256(path) == new.sha256(path) {
             continue;
         }
-        if let (Some(a), Some(b)) = (old.content(path), new.content(path)) {
-            files.extend(modified(path, a, b));
+        match (old.content(path), new.content(path)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(_), Some(_)) if path.as_str() == PLAN_FILE => {
+                files.extend(old.output.zip(new.output).and_then(|(a, b)| plan_diff(a, b)))
+            }
+            (Some(a), Some(b)) => files.extend(modified(path, a, b)),
+            _ => {}
         }
     }
     // A removed file whose exact content reappears elsewhere was renamed;
@@ -198,9 +204,6 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
     if old == new {
         return None;
     }
-    if path == PLAN_FILE {
-        return plan_diff(old, new);
-    }
     let (a, b) = (text(old), text(new));
     let resources = if path.ends_with(".yaml") || path.ends_with(".yml") {
         match semantic::yaml_diff(&a, &b) {
@@ -226,19 +229,24 @@ fn modified(path: &str, old: &[u8], new: &[u8]) -> Option<FileDiff> {
 /// `plan.json` compared as data, never as text: its machines added,
 /// removed or changed (the file list and digests are derived from the other
 /// files, which the diff already shows). The counts are of changed values.
-fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
-    /// A plan without its file list, which is skipped, not built.
-    #[derive(serde::Deserialize)]
-    struct WithoutFiles {
-        #[serde(rename = "files")]
-        _files: serde::de::IgnoredAny,
-        #[serde(flatten)]
-        rest: serde_json::Map<String, Value>,
-    }
-    let parse = |bytes| serde_json::from_slice::<WithoutFiles>(bytes).map(|p| Value::Object(p.rest));
-    let (pa, pb) = rayon::join(|| parse(old), || parse(new));
-    let (pa, pb) = (pa.ok()?, pb.ok()?);
-    let changes = semantic::json_diff(pa, pb, &["inputsDigest", "planDigest"]);
+/// Built from the outputs' typed plans, not by parsing `plan.json`: only
+/// the machines that differ become JSON to compare.
+fn plan_diff(old: &Output, new: &Output) -> Option<FileDiff> {
+    let (a, b) = differing_machines(&old.machines, &new.machines);
+    let value = |o: &Output, machines: Vec<PlannedMachine>| {
+        serde_json::to_value(Plan {
+            name: o.name.clone(),
+            kind: o.kind,
+            inputs_digest: String::new(),
+            files: Vec::new(),
+            machines,
+            boot_artifacts: o.boot_artifacts.clone(),
+            discovery: o.discovery.clone(),
+            plan_digest: String::new(),
+        })
+    };
+    let (pa, pb) = (value(old, a).ok()?, value(new, b).ok()?);
+    let changes = semantic::json_diff(pa, pb, &[]);
     if changes.is_empty() {
         return None;
     }
@@ -259,6 +267,34 @@ fn plan_diff(old: &[u8], new: &[u8]) -> Option<FileDiff> {
     })
 }
 
+/// The machines of each side that the other side does not have as they
+/// are (in their order). The JSON comparison matches machines by name and
+/// reports nothing for equal ones, so leaving those out changes nothing —
+/// except that a list must not become empty when it was not (an empty list
+/// is compared by position): then one equal machine stays on both sides.
+fn differing_machines(old: &[PlannedMachine], new: &[PlannedMachine]) -> (Vec<PlannedMachine>, Vec<PlannedMachine>) {
+    let by_name = |ms: &[PlannedMachine]| -> BTreeMap<String, usize> {
+        ms.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect()
+    };
+    let (old_at, new_at) = (by_name(old), by_name(new));
+    let same = |m: &PlannedMachine, other: &[PlannedMachine], at: &BTreeMap<String, usize>| {
+        at.get(&m.name).is_some_and(|i| other[*i] == *m)
+    };
+    let keep = |ms: &[PlannedMachine], other: &[PlannedMachine], at: &BTreeMap<String, usize>, stay: Option<&str>| {
+        ms.iter()
+            .filter(|m| !same(m, other, at) || Some(m.name.as_str()) == stay)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (keep(old, new, &new_at, None), keep(new, old, &old_at, None));
+    if (a.is_empty() && !old.is_empty()) || (b.is_empty() && !new.is_empty()) {
+        if let Some(stay) = old.iter().find(|m| same(m, new, &new_at)).map(|m| m.name.as_str()) {
+            return (keep(old, new, &new_at, Some(stay)), keep(new, old, &old_at, Some(stay)));
+        }
+    }
+    (a, b)
+}
+
 fn unified(path: &str, old: &str, new: &str) -> (String, usize, usize) {
     let diff = similar::TextDiff::from_lines(old, new);
     let (mut ins, mut del) = (0, 0);
@@ -275,4 +311,67 @@ fn unified(path: &str, old: &str, new: &str) -> (String, usize, usize) {
         .header(&format!("a/{path}"), &format!("b/{path}"))
         .to_string();
     (text, ins, del)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(name: &str, ip: &str) -> PlannedMachine {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "mac": "02:00:00:00:00:01", "ip": ip,
+            "blueprint": "rhel9", "generation": 1, "steps": [],
+        }))
+        .unwrap()
+    }
+
+    fn site(machines: Vec<PlannedMachine>) -> Output {
+        Output {
+            name: "lab".into(),
+            kind: kiln_plan::OutputKind::Site,
+            inputs_digest: String::new(),
+            files: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            machines,
+            boot_artifacts: Vec::new(),
+            discovery: None,
+            sha256: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            machine_keys: BTreeMap::new(),
+            machines_reused: 0,
+        }
+    }
+
+    fn paths(old: Vec<PlannedMachine>, new: Vec<PlannedMachine>) -> Vec<String> {
+        plan_diff(&site(old), &site(new)).map_or_else(Vec::new, |d| {
+            d.resources[0].changes.iter().map(|c| c.path.clone()).collect()
+        })
+    }
+
+    /// Equal machines are left out of the comparison, and what is left is
+    /// still matched by name, even when every other machine is equal.
+    #[test]
+    fn plans_are_compared_by_machine_name() {
+        let (a, b, c) = (
+            machine("a", "10.0.0.1"),
+            machine("b", "10.0.0.2"),
+            machine("c", "10.0.0.3"),
+        );
+        assert!(paths(vec![a.clone(), b.clone()], vec![a.clone(), b.clone()]).is_empty());
+        assert_eq!(
+            paths(vec![a.clone(), b.clone()], vec![a.clone(), b.clone(), c.clone()]),
+            ["machines[name=c]"]
+        );
+        assert_eq!(
+            paths(vec![a.clone(), b.clone(), c.clone()], vec![a.clone(), c.clone()]),
+            ["machines[name=b]"]
+        );
+        let moved = machine("b", "10.0.0.9");
+        assert_eq!(
+            paths(vec![a.clone(), b.clone()], vec![a.clone(), moved]),
+            ["machines[name=b].ip"]
+        );
+        assert_eq!(paths(vec![a.clone()], Vec::new()), ["machines"]);
+        assert_eq!(paths(Vec::new(), vec![c]), ["machines"]);
+    }
 }
