@@ -362,3 +362,52 @@ fn the_stat_cache_never_hides_a_change() {
     );
     assert_eq!(kiln(r, &["render", "--check"]).code, 0);
 }
+
+/// A stat cache that comes with the tree (copied, or committed by a pull
+/// request) vouches for nothing: it records inodes and ctimes, which a copy
+/// or a checkout makes anew. Here a file of `out/` is edited by hand with
+/// its size and mtime kept, the tree copied with its times (`cp -a`), and a
+/// machine changed: the render in the copy reuses no machine from the
+/// copied record and undoes the edit.
+#[test]
+fn a_stat_cache_that_came_with_the_tree_is_not_trusted() {
+    let repo = example_copy(true);
+    let r = repo.path();
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(kiln(r, &["render"]).code, 0);
+    assert!(r.join("out/.kiln.cache").exists());
+    let ks = r.join("out/lab/install/node-01/ks.cfg");
+    let (text, mtime) = (
+        std::fs::read_to_string(&ks).unwrap(),
+        std::fs::metadata(&ks).unwrap().modified().unwrap(),
+    );
+    std::fs::write(&ks, text.replacen("firewall", "FIREWALL", 1)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&ks)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let c = copy.path().join("repo");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(r)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Another machine changes; node-01's inputs do not.
+    edit(&c, "sites/lab/machines/windows.yaml", "role: fileserver", "role: files");
+    let run = kiln(&c, &["render", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["machinesReused"], 0, "{report}");
+    assert_eq!(
+        std::fs::read_to_string(c.join("out/lab/install/node-01/ks.cfg")).unwrap(),
+        text,
+        "the hand edit is undone"
+    );
+    assert_eq!(kiln(&c, &["render", "--check"]).code, 0);
+}
