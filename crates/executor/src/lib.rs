@@ -140,8 +140,11 @@ static RECENT_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 const RECENT_LOG_LINES: usize = 2000;
 
 fn log(message: &str) {
-    let line = format!("{} kiln-serve: {message}", clock::rfc3339(clock::now()));
-    eprintln!("{line}");
+    let mut line = format!("{} kiln-serve: {message}\n", clock::rfc3339(clock::now()));
+    // One write per line (`eprintln!` makes two), so lines from several
+    // threads never interleave and a busy executor makes half the calls.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    line.pop();
     if let Ok(mut recent) = RECENT_LOG.lock() {
         if recent.len() == RECENT_LOG_LINES {
             recent.pop_front();

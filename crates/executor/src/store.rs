@@ -128,6 +128,10 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     // FULL: a commit is on disk before its reply leaves.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Up to 64 MiB of pages in memory (the default is 2 MiB): a fleet's
+    // rows, runs and tokens stay cached instead of being read again from
+    // the file on every boot.
+    conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
 
