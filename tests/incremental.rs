@@ -14,6 +14,20 @@ use std::path::Path;
 /// renders incrementally (`args` added) and cold (only the IPAM locks kept,
 /// so nothing can be reused), and compares the two trees.
 /// Returns the incremental render's report (`--format json`).
+/// `edit`, with the file's mtime put back (size kept too when `from` and
+/// `to` are as long): only its ctime tells.
+fn edit_keeping_mtime(dir: &Path, rel: &str, from: &str, to: &str) {
+    let path = dir.join(rel);
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    edit(dir, rel, from, to);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
 /// The directories under `dir` (an empty one left behind shows here).
 fn dirs(dir: &Path) -> std::collections::BTreeSet<String> {
     walkdir::WalkDir::new(dir)
@@ -306,20 +320,12 @@ fn the_stat_cache_never_hides_a_change() {
     );
 
     // Same size, mtime put back: only ctime tells.
-    let ks = r.join("blueprints/rhel9/templates/ks.cfg.j2");
-    let mtime = std::fs::metadata(&ks).unwrap().modified().unwrap();
-    edit(
+    edit_keeping_mtime(
         r,
         "blueprints/rhel9/templates/ks.cfg.j2",
         "eula --agreed",
         "eula --Agreed",
     );
-    std::fs::File::options()
-        .write(true)
-        .open(&ks)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
     let report = render(&[]);
     assert_eq!(report["written"], serde_json::json!(["lab"]), "{report}");
     assert!(std::fs::read_to_string(r.join("out/lab/install/node-01/ks.cfg"))
@@ -330,15 +336,8 @@ fn the_stat_cache_never_hides_a_change() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     render(&[]);
     let menu = r.join("out/lab/boot/menu.ipxe");
-    let mtime = std::fs::metadata(&menu).unwrap().modified().unwrap();
     let text = std::fs::read_to_string(&menu).unwrap();
-    std::fs::write(&menu, text.replacen("kiln", "KILN", 1)).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&menu)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    edit_keeping_mtime(r, "out/lab/boot/menu.ipxe", "kiln", "KILN");
     assert_eq!(render(&[])["written"], serde_json::json!(["lab"]));
     assert_eq!(std::fs::read_to_string(&menu).unwrap(), text, "the hand edit is undone");
 
@@ -377,18 +376,8 @@ fn a_stat_cache_that_came_with_the_tree_is_not_trusted() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(kiln(r, &["render"]).code, 0);
     assert!(r.join("out/.kiln.cache").exists());
-    let ks = r.join("out/lab/install/node-01/ks.cfg");
-    let (text, mtime) = (
-        std::fs::read_to_string(&ks).unwrap(),
-        std::fs::metadata(&ks).unwrap().modified().unwrap(),
-    );
-    std::fs::write(&ks, text.replacen("firewall", "FIREWALL", 1)).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&ks)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    let text = std::fs::read_to_string(r.join("out/lab/install/node-01/ks.cfg")).unwrap();
+    edit_keeping_mtime(r, "out/lab/install/node-01/ks.cfg", "firewall", "FIREWALL");
     let copy = tempfile::tempdir().unwrap();
     let c = copy.path().join("repo");
     let status = std::process::Command::new("cp")

@@ -151,18 +151,13 @@ fn committed(session: &Session, rev: &str, (plan, plan_bytes): (Plan, Vec<u8>), 
     files.insert(PLAN_FILE.to_string(), plan_bytes);
     let sha256 = plan.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect();
     Some(Output {
-        name: plan.name,
-        kind: plan.kind,
-        inputs_digest: plan.inputs_digest,
         files,
-        origins: BTreeMap::new(),
         machines: plan.machines,
         boot_artifacts: plan.boot_artifacts,
         discovery: plan.discovery,
         sha256,
         kept,
-        machine_keys: BTreeMap::new(),
-        machines_reused: 0,
+        ..Output::empty(&plan.name, plan.kind, plan.inputs_digest)
     })
 }
 

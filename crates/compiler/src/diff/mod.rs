@@ -327,18 +327,8 @@ mod tests {
 
     fn site(machines: Vec<PlannedMachine>) -> Output {
         Output {
-            name: "lab".into(),
-            kind: kiln_plan::OutputKind::Site,
-            inputs_digest: String::new(),
-            files: BTreeMap::new(),
-            origins: BTreeMap::new(),
             machines,
-            boot_artifacts: Vec::new(),
-            discovery: None,
-            sha256: BTreeMap::new(),
-            kept: BTreeMap::new(),
-            machine_keys: BTreeMap::new(),
-            machines_reused: 0,
+            ..Output::empty("lab", kiln_plan::OutputKind::Site, String::new())
         }
     }
 

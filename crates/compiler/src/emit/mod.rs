@@ -56,6 +56,24 @@ pub struct Output {
 }
 
 impl Output {
+    /// An output named `name` with nothing in it yet.
+    pub fn empty(name: &str, kind: OutputKind, inputs_digest: String) -> Output {
+        Output {
+            name: name.to_string(),
+            kind,
+            inputs_digest,
+            files: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            machines: Vec::new(),
+            boot_artifacts: Vec::new(),
+            discovery: None,
+            sha256: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            machine_keys: BTreeMap::new(),
+            machines_reused: 0,
+        }
+    }
+
     /// The plan of the output's files (all but `plan.json` itself).
     pub fn plan(&self) -> Plan {
         Plan {

@@ -189,18 +189,9 @@ pub(crate) fn render(cx: &Context, model: &ClusterModel) -> Result<Output, Diagn
 
     let (files, origins) = layout(input, resources, &mut diags);
     diags.finish(Output {
-        name: name.to_string(),
-        kind: OutputKind::Cluster,
-        inputs_digest: cx.digest_for_cluster(model),
         files,
         origins,
-        machines: Vec::new(),
-        boot_artifacts: Vec::new(),
-        discovery: None,
-        sha256: BTreeMap::new(),
-        kept: BTreeMap::new(),
-        machine_keys: BTreeMap::new(),
-        machines_reused: 0,
+        ..Output::empty(name, OutputKind::Cluster, cx.digest_for_cluster(model))
     })
 }
 

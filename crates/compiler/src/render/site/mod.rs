@@ -206,10 +206,7 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
     }
     diags.finish(())?;
     Ok(Output {
-        name: site.name().to_string(),
         discovery,
-        kind: OutputKind::Site,
-        inputs_digest: cx.digest_for_site(site),
         files,
         origins,
         machines,
@@ -220,10 +217,10 @@ pub(crate) fn render(cx: &Context, site: &SiteModel) -> Result<Output, Diagnosti
                 sha256: b.sha256,
             })
             .collect(),
-        sha256: BTreeMap::new(),
         kept,
         machine_keys,
         machines_reused,
+        ..Output::empty(site.name(), OutputKind::Site, cx.digest_for_site(site))
     })
 }
 
