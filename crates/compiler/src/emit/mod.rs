@@ -530,6 +530,10 @@ pub fn rendered_outputs(out_dir: &Path) -> io::Result<Vec<String>> {
 /// Paths (relative to `dir`) that differ from `files`: changed, missing,
 /// or present but no longer rendered.
 pub fn stale_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> io::Result<Vec<String>> {
+    if !dir.is_dir() {
+        // Nothing there yet: every file is new, none needs reading.
+        return Ok(files.keys().cloned().collect());
+    }
     let mut stale: Vec<String> = files
         .par_iter()
         .filter(|(path, bytes)| fs::read(dir.join(path)).map_or(true, |current| current != **bytes))
