@@ -262,32 +262,40 @@ pub fn check(root: &Path, out_dir: &Path, options: &Options) -> Found {
     Found { unchanged, inputs }
 }
 
+/// The output an entry of `out/` belongs to: its first path component.
+fn output_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or_default()
+}
+
 /// The outputs whose directory under `out/` is exactly as the last full
 /// render left it, with the keys it recorded for their machines: every
 /// entry as recorded and none as new as the record, whatever changed
 /// among the inputs since. Their `plan.json` says what is on disk without
-/// a file being read. Called with `out/` locked.
+/// a file being read. (Looked at before rendering, without the lock: a
+/// write checks each plan again, see `emit::write`.)
 pub fn untouched_outputs(out_dir: &Path) -> Untouched {
     let Some(mut record) = read_record(out_dir) else {
         return Untouched::default();
     };
-    let top = |path: &str| path.split('/').next().unwrap_or_default().to_string();
-    let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    let mut now: BTreeMap<&str, (String, bool)> = BTreeMap::new();
     let snapshot = outputs(out_dir);
     for s in &snapshot {
-        let entry = now.entry(top(&s.path)).or_default();
+        let entry = now.entry(output_of(&s.path)).or_default();
         entry.0.push_str(&line(s));
         entry.1 |= racy(s, record.written);
     }
-    let mut recorded: BTreeMap<String, String> = BTreeMap::new();
+    let mut recorded: BTreeMap<&str, String> = BTreeMap::new();
     for l in record.outputs.split_inclusive('\n') {
         let path = l.trim_end().rsplit('\t').next().unwrap_or_default();
-        recorded.entry(top(path)).or_default().push_str(l);
+        recorded.entry(output_of(path)).or_default().push_str(l);
     }
     let outputs = record
         .names
         .into_iter()
-        .filter(|name| matches!((now.get(name), recorded.get(name)), (Some((now, false)), Some(then)) if now == then))
+        .filter(|name| {
+            let (now, then) = (now.get(name.as_str()), recorded.get(name.as_str()));
+            matches!((now, then), (Some((now, false)), Some(then)) if now == then)
+        })
         .map(|name| {
             let keys = record.keys.remove(&name).unwrap_or_default();
             (name, keys)
@@ -326,16 +334,13 @@ pub struct Done<'a> {
 /// above it up to its output stat'ed again), or a walk of all of it. An
 /// entry changed by anyone else since the snapshot keeps its old stat, so
 /// the next render sees the change.
-fn after_write(out_dir: &Path, snapshot: Option<Vec<Stat>>, written: &Done) -> Vec<Stat> {
+fn after_write(out_dir: &Path, snapshot: Option<Vec<Stat>>, done: &Done) -> Vec<Stat> {
     let Some(snapshot) = snapshot else {
         return outputs(out_dir);
     };
-    let in_tree = |path: &str| {
-        let top = path.split('/').next().unwrap_or_default();
-        written.trees.iter().any(|t| t == top)
-    };
+    let in_tree = |path: &str| done.trees.iter().any(|t| t == output_of(path));
     let mut again: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
-    for path in written.paths {
+    for path in done.paths {
         let mut at = path.as_str();
         loop {
             again.insert(at);
@@ -350,7 +355,7 @@ fn after_write(out_dir: &Path, snapshot: Option<Vec<Stat>>, written: &Done) -> V
         .filter(|s| !in_tree(&s.path) && !again.contains(s.path.as_str()))
         .map(|s| (s.path.clone(), s))
         .collect();
-    for tree in written.trees {
+    for tree in done.trees {
         all.extend(
             walk(out_dir, &out_dir.join(tree))
                 .into_iter()

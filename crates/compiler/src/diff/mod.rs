@@ -70,7 +70,7 @@ pub fn compare(base_label: &str, base: &[Output], head_label: &str, head: &[Outp
                 (_, None) => "removed",
                 _ => "changed",
             };
-            let files = compare_files(Side::of(old), Side::of(new));
+            let files = compare_files(Side(old), Side(new));
             (!files.is_empty()).then(|| OutputDiff {
                 name: name.to_string(),
                 status,
@@ -89,36 +89,26 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// One side's files: their contents, and those known only by hash (an
-/// output's `kept` files, identical to the other side's).
-struct Side<'a> {
-    output: Option<&'a Output>,
-    files: Option<&'a BTreeMap<String, Vec<u8>>>,
-    kept: Option<&'a BTreeMap<String, kiln_plan::PlannedFile>>,
-    sha256: Option<&'a BTreeMap<String, String>>,
-}
+/// One side's output (none when the output is only on the other side):
+/// its files' contents, and those known only by hash (its `kept` files,
+/// identical to the other side's).
+#[derive(Clone, Copy)]
+struct Side<'a>(Option<&'a Output>);
 
 impl<'a> Side<'a> {
-    fn of(output: Option<&'a Output>) -> Side<'a> {
-        Side {
-            output,
-            files: output.map(|o| &o.files),
-            kept: output.map(|o| &o.kept),
-            sha256: output.map(|o| &o.sha256),
-        }
+    fn paths(self) -> BTreeSet<&'a String> {
+        self.0
+            .into_iter()
+            .flat_map(|o| o.files.keys().chain(o.kept.keys()))
+            .collect()
     }
 
-    fn paths(&self) -> BTreeSet<&'a String> {
-        let files = self.files.into_iter().flat_map(BTreeMap::keys);
-        files.chain(self.kept.into_iter().flat_map(BTreeMap::keys)).collect()
+    fn content(self, path: &str) -> Option<&'a [u8]> {
+        self.0?.files.get(path).map(Vec::as_slice)
     }
 
-    fn content(&self, path: &str) -> Option<&'a [u8]> {
-        self.files?.get(path).map(Vec::as_slice)
-    }
-
-    fn sha256(&self, path: &str) -> Option<&'a str> {
-        self.sha256?.get(path).map(String::as_str)
+    fn sha256(self, path: &str) -> Option<&'a str> {
+        self.0?.sha256.get(path).map(String::as_str)
     }
 }
 
@@ -135,7 +125,7 @@ fn compare_files(old: Side, new: Side) -> Vec<FileDiff> {
         match (old.content(path), new.content(path)) {
             (Some(a), Some(b)) if a == b => {}
             (Some(_), Some(_)) if path.as_str() == PLAN_FILE => {
-                files.extend(old.output.zip(new.output).and_then(|(a, b)| plan_diff(a, b)))
+                files.extend(old.0.zip(new.0).and_then(|(a, b)| plan_diff(a, b)))
             }
             (Some(a), Some(b)) => files.extend(modified(path, a, b)),
             _ => {}

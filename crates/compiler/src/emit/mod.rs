@@ -123,11 +123,18 @@ struct Listed {
     files: Vec<PlannedFile>,
 }
 
+impl Listed {
+    /// The plan of `out_dir/<name>/`, as written (its bytes) and listed.
+    fn read(out_dir: &Path, name: &str) -> Option<(Vec<u8>, Listed)> {
+        let bytes = fs::read(out_dir.join(name).join(PLAN_FILE)).ok()?;
+        let listed: Listed = serde_json::from_slice(&bytes).ok()?;
+        (listed.name == name).then_some((bytes, listed))
+    }
+}
+
 /// The files `out_dir/<name>/plan.json` lists, by path.
 pub fn listed_files(out_dir: &Path, name: &str) -> Option<BTreeMap<String, PlannedFile>> {
-    let bytes = fs::read(out_dir.join(name).join(PLAN_FILE)).ok()?;
-    let plan: Listed = serde_json::from_slice(&bytes).ok()?;
-    (plan.name == name).then_some(())?;
+    let (_, plan) = Listed::read(out_dir, name)?;
     Some(plan.files.into_iter().map(|f| (f.path.clone(), f)).collect())
 }
 
@@ -138,13 +145,10 @@ pub fn listed_files(out_dir: &Path, name: &str) -> Option<BTreeMap<String, Plann
 /// file. A hand-edited, missing or extra file means render.
 pub fn vouched(out_dir: &Path, name: &str, digest: &str) -> bool {
     let dir = out_dir.join(name);
-    let Ok(bytes) = fs::read(dir.join(PLAN_FILE)) else {
+    let Some((bytes, plan)) = Listed::read(out_dir, name) else {
         return false;
     };
-    let Ok(plan) = serde_json::from_slice::<Listed>(&bytes) else {
-        return false;
-    };
-    if plan.name != name || plan.inputs_digest != digest || !Plan::vouches(&bytes) {
+    if plan.inputs_digest != digest || !Plan::vouches(&bytes) {
         return false;
     }
     let listed: BTreeMap<&str, &PlannedFile> = plan.files.iter().map(|f| (f.path.as_str(), f)).collect();
@@ -291,7 +295,7 @@ fn write_io(
             let staging = out_dir.join(format!("{STAGING_PREFIX}{}", output.name));
             let by_plan = untouched
                 .contains(&output.name)
-                .then(|| changes_by_plan(&target, output))
+                .then(|| changes_by_plan(out_dir, output))
                 .flatten();
             // Staged files are written before the output is listed, and
             // listed before an error is returned: a failure removes them.
@@ -382,9 +386,8 @@ fn write_io(
 /// What differs between `output` and the directory its plan describes
 /// (trusted: the directory is untouched since kiln wrote it), found from
 /// the SHA-256es alone; `None` when the plan cannot be read.
-fn changes_by_plan(target: &Path, output: &Output) -> Option<Changes> {
-    let bytes = fs::read(target.join(PLAN_FILE)).ok()?;
-    let listed: Listed = serde_json::from_slice(&bytes).ok()?;
+fn changes_by_plan(out_dir: &Path, output: &Output) -> Option<Changes> {
+    let (bytes, listed) = Listed::read(out_dir, &output.name)?;
     let new_plan = output.files.get(PLAN_FILE)?;
     // An output that was not sealed has no hashes to compare.
     (output.sha256.len() + 1 == output.files.len() + output.kept.len()).then_some(())?;
@@ -404,7 +407,7 @@ fn changes_by_plan(target: &Path, output: &Output) -> Option<Changes> {
     }
     let removed = old
         .keys()
-        .filter(|path| !output.files.contains_key(**path) && !output.kept.contains_key(**path))
+        .filter(|path| !output.sha256.contains_key(**path))
         .map(|path| path.to_string())
         .collect();
     Some(Changes { changed, removed })
